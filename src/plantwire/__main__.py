@@ -1,0 +1,3 @@
+from plantwire.cli import main
+
+main()

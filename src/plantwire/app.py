@@ -1,0 +1,90 @@
+"""The ASGI app: composes each pillar's router with health, metrics and problem handling.
+This module and cli.py are the only places that wire pillars together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from plantwire import __version__
+from plantwire.config import Settings
+from plantwire.db import ping
+from plantwire.lifecycle import build_platform
+from plantwire.middleware import BodySizeLimit, HttpMetrics, RequestLog
+from plantwire.observability import register_platform_metrics
+from plantwire.platform import Platform, get_platform
+from plantwire.problems import install_problem_handlers
+from plantwire.security.routes import router as security_router
+
+__all__ = ["create_app"]
+
+OPENAPI_URL = "/api/openapi.json"
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+    """The platform's ASGI app. The data dir must be prepared (``lifecycle.prepare``)."""
+    platform = platform or build_platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            platform.engine.dispose()
+
+    app = FastAPI(
+        title="plantwire",
+        version=__version__,
+        summary="Open Industrial Internet platform",
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # Swagger UI and ReDoc load from CDNs; plants are often air-gapped
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    install_problem_handlers(app)
+    register_platform_metrics(platform.metrics)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLog, metrics=HttpMetrics(platform.metrics))
+    app.include_router(security_router)
+    _add_service_routes(app)
+    return app
+
+
+def _add_service_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["service"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["service"],
+        summary="The platform can serve: its database (and later broker, stores) answer",
+        responses={503: {"description": "A dependency is unreachable"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        platform = get_platform(request)
+        checks: dict[str, Any] = {}
+        try:
+            with anyio.fail_after(5):
+                await anyio.to_thread.run_sync(ping, platform.engine, abandon_on_cancel=True)
+            checks["database"] = "ok"
+        except (SQLAlchemyError, OSError, TimeoutError) as error:
+            checks["database"] = f"unreachable: {type(error).__name__}"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        registry = get_platform(request).metrics
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

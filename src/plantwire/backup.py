@@ -1,0 +1,238 @@
+"""``plantwire backup`` / ``plantwire restore``: a consistent copy of a data dir, made while
+the platform runs.
+
+The registry is dumped logically (one JSON Lines file per table, with a manifest carrying the
+schema revision and a SHA-256 of every file) from one snapshot: SQLite is first copied with
+SQLite's online backup API, PostgreSQL is read in one REPEATABLE READ transaction. A backup
+restores into an empty registry on either backend, so it also moves a platform from SQLite to
+PostgreSQL. Later pillars add their stores here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, func, select, text
+
+from plantwire import __version__
+from plantwire.config import CONFIG_FILE_NAME, Settings
+from plantwire.datadir import FORMAT_VERSION, DataDirError, read_format, write_format
+from plantwire.db import current_revision, make_engine, migrate
+
+__all__ = ["MANIFEST", "BackupError", "make_backup", "restore_backup"]
+
+MANIFEST = "manifest.json"
+_REGISTRY = "registry"
+_SKIP_TABLES = frozenset({"alembic_version"})
+
+
+class BackupError(Exception):
+    """A backup cannot be made or restored; the message says why."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat()
+    return value
+
+
+@contextmanager
+def _snapshot(settings: Settings) -> Iterator[Connection]:
+    """A connection that sees one consistent state of the registry."""
+    url = settings.registry_url
+    if url.startswith("sqlite"):
+        source_path = url.removeprefix("sqlite:///")
+        with tempfile.TemporaryDirectory(prefix="plantwire-backup-") as scratch:
+            copy_path = Path(scratch) / "registry.db"
+            with sqlite3.connect(source_path) as source, sqlite3.connect(copy_path) as copy:
+                source.backup(copy)  # SQLite's online backup: consistent while writers run
+            source.close()
+            copy.close()
+            engine = make_engine(f"sqlite:///{copy_path}")
+            try:
+                with engine.connect() as connection:
+                    yield connection
+            finally:
+                engine.dispose()
+        return
+    engine = make_engine(url)
+    try:
+        with (
+            engine.connect().execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            ) as connection,
+            connection.begin(),
+        ):
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def make_backup(settings: Settings, destination: Path) -> dict[str, Any]:
+    """Write a backup of ``settings.data_dir`` to ``destination`` (new or empty folder)."""
+    if read_format(settings.data_dir) is None:
+        raise BackupError(f"{settings.data_dir} is not an initialised plantwire data dir.")
+    if destination.exists() and any(destination.iterdir()):
+        raise BackupError(f"{destination} is not empty; back up into a new folder.")
+    (destination / _REGISTRY).mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    with _snapshot(settings) as connection:
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        metadata = MetaData()
+        metadata.reflect(connection)
+        for table in metadata.sorted_tables:
+            if table.name in _SKIP_TABLES:
+                continue
+            relative = f"{_REGISTRY}/{table.name}.jsonl"
+            path = destination / relative
+            rows = 0
+            key = list(table.primary_key.columns)
+            with path.open("w", encoding="utf-8") as handle:
+                for row in connection.execute(select(table).order_by(*key)).mappings():
+                    record = {name: _encode(value) for name, value in row.items()}
+                    handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+                    rows += 1
+            files[relative] = _sha256(path)
+            counts[table.name] = rows
+    config = settings.data_dir / CONFIG_FILE_NAME
+    if config.exists():
+        shutil.copy2(config, destination / CONFIG_FILE_NAME)
+        files[CONFIG_FILE_NAME] = _sha256(destination / CONFIG_FILE_NAME)
+    manifest = {
+        "plantwire": __version__,
+        "format": FORMAT_VERSION,
+        "schema_revision": revision,
+        "created_at": datetime.now(UTC).isoformat(),
+        "tables": counts,
+        "files": files,
+    }
+    (destination / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+def _read_manifest(source: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((source / MANIFEST).read_text("utf-8"))
+    except FileNotFoundError as error:
+        raise BackupError(f"{source} holds no {MANIFEST}: not a plantwire backup.") from error
+    except ValueError as error:
+        raise BackupError(f"{source / MANIFEST} is damaged: {error}") from error
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise BackupError(f"{source / MANIFEST} is not a plantwire backup manifest.")
+    if int(manifest.get("format", 0)) > FORMAT_VERSION:
+        raise BackupError(
+            f"The backup has data dir format {manifest['format']}; this plantwire reads up to "
+            f"{FORMAT_VERSION}. Restore it with plantwire {manifest.get('plantwire')} or newer."
+        )
+    for relative, expected in manifest["files"].items():
+        path = source / relative
+        if not path.is_file() or _sha256(path) != expected:
+            raise BackupError(f"{path} is missing or does not match its checksum.")
+    return manifest
+
+
+def _decode_row(table: Table, record: dict[str, Any]) -> dict[str, Any]:
+    row = {}
+    for name, value in record.items():
+        column = table.columns.get(name)
+        if column is None:
+            raise BackupError(f"Backup column {table.name}.{name} is unknown to the schema.")
+        if value is not None and isinstance(column.type, DateTime):
+            parsed = datetime.fromisoformat(value).astimezone(UTC)
+            value = parsed if column.type.timezone else parsed.replace(tzinfo=None)
+        row[name] = value
+    return row
+
+
+def _load_registry(engine: Engine, source: Path, manifest: dict[str, Any]) -> None:
+    with engine.begin() as connection:
+        metadata = MetaData()
+        metadata.reflect(connection)
+        for table in metadata.sorted_tables:
+            if table.name in _SKIP_TABLES:
+                continue
+            if connection.execute(select(func.count()).select_from(table)).scalar():
+                raise BackupError(
+                    f"The target registry already holds {table.name}; restore into a new data "
+                    "dir or an empty database."
+                )
+        for table in metadata.sorted_tables:
+            path = source / _REGISTRY / f"{table.name}.jsonl"
+            if table.name in _SKIP_TABLES or not path.exists():
+                continue
+            batch: list[dict[str, Any]] = []
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    batch.append(_decode_row(table, json.loads(line)))
+                    if len(batch) >= 1000:
+                        connection.execute(table.insert(), batch)
+                        batch.clear()
+            if batch:
+                connection.execute(table.insert(), batch)
+        if connection.dialect.name == "postgresql":
+            _reset_sequences(connection, metadata)
+
+
+def _reset_sequences(connection: Connection, metadata: MetaData) -> None:
+    """After inserting explicit ids, move PostgreSQL's serial sequences past them."""
+    quote = connection.dialect.identifier_preparer.quote
+    for table in metadata.sorted_tables:
+        for column in table.primary_key.columns:
+            if column.autoincrement is not True:
+                continue
+            highest = connection.execute(select(func.max(column))).scalar() or 0
+            connection.execute(
+                text("SELECT setval(pg_get_serial_sequence(:t, :c), :v, false)"),
+                {"t": quote(table.name), "c": column.name, "v": highest + 1},
+            )
+
+
+def restore_backup(source: Path, settings: Settings) -> dict[str, Any]:
+    """Restore ``source`` into ``settings.data_dir``, which must not be initialised yet (its
+    database, for PostgreSQL, must be empty). The schema is then migrated to this version."""
+    manifest = _read_manifest(source)
+    if read_format(settings.data_dir) is not None:
+        raise BackupError(
+            f"{settings.data_dir} is an initialised data dir; restore into a new one "
+            "(--data-dir) so the running platform keeps its data until you switch over."
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    backup_config = source / CONFIG_FILE_NAME
+    target_config = settings.data_dir / CONFIG_FILE_NAME
+    if backup_config.exists() and not target_config.exists():
+        shutil.copy2(backup_config, target_config)
+    engine = make_engine(settings.registry_url)
+    try:
+        found = current_revision(engine)
+        revision = manifest.get("schema_revision")
+        if found is not None and found != revision:
+            raise BackupError(
+                f"The target database is at schema {found}, the backup at {revision}."
+            )
+        migrate(engine, str(revision))
+        _load_registry(engine, source, manifest)
+        migrate(engine)
+    except DataDirError as error:
+        raise BackupError(str(error)) from error
+    finally:
+        engine.dispose()
+    write_format(settings.data_dir, int(manifest["format"]))
+    return manifest

@@ -1,0 +1,111 @@
+"""One typed ``Settings`` object, read from ``plantwire.toml`` in the data dir and from
+``PLANTWIRE_*`` environment variables (environment wins over the file; explicit arguments,
+such as command-line options, win over both)."""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["CONFIG_FILE_NAME", "DEFAULT_DATA_DIR", "Settings", "load_settings"]
+
+CONFIG_FILE_NAME = "plantwire.toml"
+DEFAULT_DATA_DIR = Path("plantwire-data")
+
+_toml_file: ContextVar[Path | None] = ContextVar("plantwire_toml_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Every setting of the platform. See docs/configuration.md for each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLANTWIRE_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder holding databases and config.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the registry database; default SQLite in the data dir.",
+    )
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP(S) port.")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain; enables HTTPS.")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted request body.")
+    session_ttl_seconds: int = Field(12 * 3600, ge=60, description="Lifetime of a login session.")
+    token_max_ttl_days: int = Field(365, ge=1, description="Longest lifetime of an API token.")
+    cookie_secure: bool = Field(True, description="Mark the session cookie Secure.")
+    login_max_failures_per_user: int = Field(5, ge=1)
+    login_max_failures_per_address: int = Field(20, ge=1)
+    login_failure_window_seconds: int = Field(300, ge=1)
+    argon2_time_cost: int = Field(3, ge=1, description="argon2id passes (RFC 9106 default 3).")
+    argon2_memory_kib: int = Field(65536, ge=8, description="argon2id memory in KiB.")
+    log_format: Literal["json", "console"] = Field("json", description="Log line format.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _toml_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        return self
+
+    @property
+    def registry_url(self) -> str:
+        """The registry database URL, with the driver plantwire uses filled in."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'plantwire.db').resolve()}"
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+
+def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings for ``data_dir`` (else ``$PLANTWIRE_DATA_DIR``, else ``./plantwire-data``):
+    defaults < ``<data_dir>/plantwire.toml`` < environment < ``overrides``.
+    ``None`` overrides are ignored, so optional CLI options can be passed straight through."""
+    chosen = data_dir or os.environ.get("PLANTWIRE_DATA_DIR") or DEFAULT_DATA_DIR
+    directory = Path(chosen)
+    toml = directory / CONFIG_FILE_NAME
+    token = _toml_file.set(toml if toml.is_file() else None)
+    try:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(data_dir=directory, **given)
+    finally:
+        _toml_file.reset(token)

@@ -1,0 +1,102 @@
+"""The registry database: engine setup for SQLite (WAL) and PostgreSQL, sessions, migrations.
+
+The registry holds tenants, users, tokens and the audit log (and, later, devices and handles).
+SQLite in the data dir is the default; a ``postgresql://`` URL moves it to PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+__all__ = [
+    "Base",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "make_sessionmaker",
+    "migrate",
+    "ping",
+    "transaction",
+]
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every registry table."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each backend needs to serve many concurrent requests."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"connect_timeout": 3},
+    )
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commits if the block succeeds, rolls back everything if it raises."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "plantwire:migrations")
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (the newest by default)."""
+    command.upgrade(_alembic_config(engine), revision)
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config_for_scripts()).get_current_head()
+    assert head is not None, "the migrations package has no revisions"
+    return head
+
+
+def _alembic_config_for_scripts() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "plantwire:migrations")
+    return config
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

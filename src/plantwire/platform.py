@@ -1,0 +1,33 @@
+"""The running platform's shared parts, built once by ``app.create_app`` and reached by
+request handlers through the ``platform`` dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from plantwire.config import Settings
+from plantwire.security.hashing import PasswordHashing
+from plantwire.security.ratelimit import LoginLimiter
+
+__all__ = ["Platform", "get_platform"]
+
+
+@dataclass(slots=True)
+class Platform:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    passwords: PasswordHashing
+    login_limiter: LoginLimiter
+    metrics: CollectorRegistry
+
+
+def get_platform(request: Request) -> Platform:
+    platform = request.app.state.platform
+    assert isinstance(platform, Platform)
+    return platform

@@ -1,0 +1,74 @@
+"""Roles and the permission matrix: the one table that says who may do what.
+
+Permissions say *what* a role may do; tenant scoping (a caller only ever reaches its own
+tenant's resources, platform admins reach all) is enforced separately, for every permission."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["ROLE_PERMISSIONS", "Permission", "Role"]
+
+
+class Role(enum.StrEnum):
+    """User and token roles, from most to least powerful."""
+
+    PLATFORM_ADMIN = "platform-admin"
+    TENANT_ADMIN = "tenant-admin"
+    ENGINEER = "engineer"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+    @property
+    def rank(self) -> int:
+        """Higher is more powerful; a token's role may not out-rank its creator's."""
+        return _RANK[self]
+
+    def at_most(self, other: Role) -> bool:
+        return self.rank <= other.rank
+
+    @property
+    def is_platform(self) -> bool:
+        """Platform admins belong to no tenant; every other role belongs to exactly one."""
+        return self is Role.PLATFORM_ADMIN
+
+
+_RANK = {
+    Role.VIEWER: 1,
+    Role.OPERATOR: 2,
+    Role.ENGINEER: 3,
+    Role.TENANT_ADMIN: 4,
+    Role.PLATFORM_ADMIN: 5,
+}
+
+
+class Permission(enum.StrEnum):
+    """Actions a caller may be allowed. Pillars add theirs here, in the same commit as the API."""
+
+    TENANT_CREATE = "tenant:create"
+    TENANT_READ = "tenant:read"
+    TENANT_UPDATE = "tenant:update"
+    TENANT_DELETE = "tenant:delete"
+    USER_READ = "user:read"
+    USER_WRITE = "user:write"
+    TOKEN_OWN = "token:own"  # create, list and revoke one's own tokens
+    TOKEN_ADMIN = "token:admin"  # list and revoke every token of the tenant
+    AUDIT_READ = "audit:read"
+
+
+_P = Permission
+_ALL = frozenset(Permission)
+_TENANT_ADMIN = frozenset(
+    {_P.TENANT_READ, _P.TENANT_UPDATE, _P.USER_READ, _P.USER_WRITE}
+    | {_P.TOKEN_OWN, _P.TOKEN_ADMIN, _P.AUDIT_READ}
+)
+_MEMBER = frozenset({_P.TENANT_READ, _P.TOKEN_OWN})
+
+#: The permission matrix (docs/security.md renders this same table; a test keeps them equal).
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.PLATFORM_ADMIN: _ALL,
+    Role.TENANT_ADMIN: _TENANT_ADMIN,
+    Role.ENGINEER: _MEMBER | {_P.USER_READ},
+    Role.OPERATOR: _MEMBER,
+    Role.VIEWER: _MEMBER,
+}

@@ -1,0 +1,157 @@
+"""Tenants (enterprises). Platform admins create and delete them; members see their own."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from plantwire.db import transaction
+from plantwire.platform import Platform, get_platform
+from plantwire.problems import Problem
+from plantwire.security.auth import require
+from plantwire.security.principal import Principal
+from plantwire.security.roles import Permission
+from plantwire.security.routes._common import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Limit,
+    Offset,
+    audited,
+    not_found,
+)
+from plantwire.security.schemas import TenantIn, TenantOut, TenantPage
+from plantwire.security.tables import Tenant, User
+from plantwire.security.views import tenant_out
+
+router = APIRouter(prefix="/tenants", tags=["tenants"])
+
+
+def _name_taken(name: str) -> Problem:
+    return Problem(
+        409, f"A tenant named '{name}' exists already.", type_="urn:plantwire:problem:conflict"
+    )
+
+
+@router.get("", response_model=TenantPage, responses=READ_ERRORS, summary="List tenants")
+def list_tenants(
+    limit: Limit = 100,
+    offset: Offset = 0,
+    principal: Principal = Depends(require(Permission.TENANT_READ)),
+    platform: Platform = Depends(get_platform),
+) -> TenantPage:
+    query = select(Tenant).order_by(Tenant.name).limit(limit).offset(offset)
+    if not principal.is_platform_admin:
+        query = query.where(Tenant.id == principal.tenant_id)
+    with platform.sessions() as session:
+        items = [tenant_out(t) for t in session.scalars(query)]
+    return TenantPage(items=items, limit=limit, offset=offset)
+
+
+@router.post(
+    "",
+    response_model=TenantOut,
+    status_code=201,
+    responses=WRITE_ERRORS,
+    summary="Create a tenant",
+)
+def create_tenant(
+    body: TenantIn,
+    request: Request,
+    principal: Principal = Depends(require(Permission.TENANT_CREATE)),
+    platform: Platform = Depends(get_platform),
+) -> TenantOut:
+    try:
+        with transaction(platform.sessions) as session:
+            if session.scalar(select(exists().where(func.lower(Tenant.name) == body.name.lower()))):
+                raise _name_taken(body.name)
+            tenant = Tenant(name=body.name)
+            session.add(tenant)
+            session.flush()
+            audited(session, request, principal, "tenant.create", "tenant", tenant.id, tenant.id)
+    except IntegrityError as error:  # a concurrent create of the same name
+        raise _name_taken(body.name) from error
+    return tenant_out(tenant)
+
+
+def _reachable(session: Session, principal: Principal, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None or not principal.reaches(tenant.id):
+        raise not_found("tenant", tenant_id)
+    return tenant
+
+
+@router.get("/{tenant_id}", response_model=TenantOut, responses=READ_ERRORS, summary="Get a tenant")
+def get_tenant(
+    tenant_id: str,
+    principal: Principal = Depends(require(Permission.TENANT_READ)),
+    platform: Platform = Depends(get_platform),
+) -> TenantOut:
+    with platform.sessions() as session:
+        return tenant_out(_reachable(session, principal, tenant_id))
+
+
+@router.patch(
+    "/{tenant_id}", response_model=TenantOut, responses=WRITE_ERRORS, summary="Rename a tenant"
+)
+def update_tenant(
+    tenant_id: str,
+    body: TenantIn,
+    request: Request,
+    principal: Principal = Depends(require(Permission.TENANT_UPDATE)),
+    platform: Platform = Depends(get_platform),
+) -> TenantOut:
+    try:
+        with transaction(platform.sessions) as session:
+            tenant = _reachable(session, principal, tenant_id)
+            clash = select(Tenant.id).where(
+                func.lower(Tenant.name) == body.name.lower(), Tenant.id != tenant.id
+            )
+            if session.scalar(clash) is not None:
+                raise _name_taken(body.name)
+            old = tenant.name
+            tenant.name = body.name
+            audited(
+                session,
+                request,
+                principal,
+                "tenant.update",
+                "tenant",
+                tenant.id,
+                tenant.id,
+                {"name": [old, body.name]},
+            )
+    except IntegrityError as error:
+        raise _name_taken(body.name) from error
+    return tenant_out(tenant)
+
+
+@router.delete(
+    "/{tenant_id}", status_code=204, responses=WRITE_ERRORS, summary="Delete an empty tenant"
+)
+def delete_tenant(
+    tenant_id: str,
+    request: Request,
+    principal: Principal = Depends(require(Permission.TENANT_DELETE)),
+    platform: Platform = Depends(get_platform),
+) -> None:
+    with transaction(platform.sessions) as session:
+        tenant = _reachable(session, principal, tenant_id)
+        if session.scalar(select(exists().where(User.tenant_id == tenant.id))):
+            raise Problem(
+                409,
+                "The tenant still has users; delete them first.",
+                type_="urn:plantwire:problem:conflict",
+            )
+        audited(
+            session,
+            request,
+            principal,
+            "tenant.delete",
+            "tenant",
+            tenant.id,
+            tenant.id,
+            {"name": tenant.name},
+        )
+        session.delete(tenant)

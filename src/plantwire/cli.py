@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from plantwire import __version__
-from plantwire.config import Settings, load_settings
+from plantwire.config import ConfigError, Settings, load_settings
 
 __all__ = ["app", "main"]
 
@@ -40,12 +39,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     try:
         return load_settings(data_dir, **overrides)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise _fail(f"invalid settings: {problems}") from error
+    except ConfigError as error:
+        raise _fail(str(error)) from error
 
 
 @app.command()

@@ -5,11 +5,12 @@ such as command-line options, win over both)."""
 from __future__ import annotations
 
 import os
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,12 +18,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["CONFIG_FILE_NAME", "DEFAULT_DATA_DIR", "Settings", "load_settings"]
+__all__ = ["CONFIG_FILE_NAME", "DEFAULT_DATA_DIR", "ConfigError", "Settings", "load_settings"]
 
 CONFIG_FILE_NAME = "plantwire.toml"
 DEFAULT_DATA_DIR = Path("plantwire-data")
 
 _toml_file: ContextVar[Path | None] = ContextVar("plantwire_toml_file", default=None)
+
+
+class ConfigError(Exception):
+    """The settings cannot be used; the message names the file or variable and the key."""
 
 
 class Settings(BaseSettings):
@@ -107,5 +112,17 @@ def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Setti
     try:
         given = {k: v for k, v in overrides.items() if v is not None}
         return Settings(data_dir=directory, **given)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{toml} is not valid TOML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{toml} is not UTF-8 text: {error}") from error
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise ConfigError(
+            f"invalid settings (from {toml}, PLANTWIRE_* variables or options): {problems}"
+        ) from error
     finally:
         _toml_file.reset(token)

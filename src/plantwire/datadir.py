@@ -51,7 +51,7 @@ def read_format(data_dir: Path) -> DataDirFormat | None:
     try:
         raw = json.loads(path.read_text("utf-8"))
         return DataDirFormat(int(raw["format"]), str(raw["written_by"]), str(raw["written_at"]))
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, OverflowError) as error:
         raise DataDirError(f"{path} is damaged ({error}); restore it from a backup.") from error
 
 

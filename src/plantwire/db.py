@@ -18,6 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 __all__ = [
     "Base",
+    "alembic_config",
     "current_revision",
     "head_revision",
     "make_engine",
@@ -73,28 +74,25 @@ def ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def _alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic's config for plantwire's migrations (there is no alembic.ini), bound to
+    ``engine`` for commands that touch a database."""
     config = Config()
     config.set_main_option("script_location", "plantwire:migrations")
-    config.attributes["engine"] = engine
+    if engine is not None:
+        config.attributes["engine"] = engine
     return config
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (the newest by default)."""
-    command.upgrade(_alembic_config(engine), revision)
+    command.upgrade(alembic_config(engine), revision)
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config_for_scripts()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the migrations package has no revisions"
     return head
-
-
-def _alembic_config_for_scripts() -> Config:
-    config = Config()
-    config.set_main_option("script_location", "plantwire:migrations")
-    return config
 
 
 def current_revision(engine: Engine) -> str | None:

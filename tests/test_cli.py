@@ -1,0 +1,180 @@
+"""The plantwire command, run as users run it: as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from plantwire import __version__
+from plantwire.datadir import FORMAT_FILE
+
+pytestmark = pytest.mark.slow
+
+PLANTWIRE = [sys.executable, "-m", "plantwire"]
+COMMANDS = ["version", "init", "up", "backup", "restore"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PLANTWIRE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PLANTWIRE_ARGON2_TIME_COST": "1", **(env or {})},
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = run("version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == __version__
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_on_every_command(command: str | None) -> None:
+    result = run(*([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_init_prints_a_generated_password_once(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PLANTWIRE_ADMIN_PASSWORD"}
+    first = subprocess.run(
+        [*PLANTWIRE, "init", "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "shown only this once" in first.stdout
+    password = first.stdout.strip().splitlines()[-1].strip()
+    assert len(password) >= 20
+    assert (tmp_path / "d" / FORMAT_FILE).exists()
+    again = run("init", "--data-dir", str(tmp_path / "d"))
+    assert again.returncode == 0
+    assert "initialised already" in again.stdout
+    assert password not in again.stdout
+
+
+def test_init_refuses_a_newer_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert (
+        run(
+            "init", "--data-dir", str(data), env={"PLANTWIRE_ADMIN_PASSWORD": "pw-123456"}
+        ).returncode
+        == 0
+    )
+    (data / FORMAT_FILE).write_text(
+        '{"format": 99, "written_by": "9.0", "written_at": "2030-01-01"}', encoding="utf-8"
+    )
+    result = run("up", "--data-dir", str(data))
+    assert result.returncode == 2
+    assert "format 99" in result.stderr
+    assert "Upgrade plantwire" in result.stderr
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "plantwire.toml").write_text("http_port = 'x'\n", encoding="utf-8")
+    result = run("init", "--data-dir", str(data))
+    assert result.returncode == 2
+    assert "http_port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``plantwire up`` on an ephemeral port; yield its base URL; stop it cleanly."""
+    process = subprocess.Popen(
+        [*PLANTWIRE, "up", "--http-port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PLANTWIRE_LOG_FORMAT": "console", **(env or {})},
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            found = re.search(r"running on (https?://[\d.]+:\d+)", line)
+            if found:
+                yield found.group(1)
+                break
+        else:
+            pytest.fail("plantwire up exited: " + "".join(lines))
+    finally:
+        process.terminate()
+        rest, _ = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal
+    assert process.returncode in (0, -15), rest
+    assert "Application shutdown complete" in rest
+
+
+def test_init_then_up_serves_healthz(tmp_path: Path) -> None:
+    """The README's demo path: plantwire init, then plantwire up, then the platform answers."""
+    data = str(tmp_path / "d")
+    env = {"PLANTWIRE_ADMIN_PASSWORD": "demo-password-1"}
+    assert run("init", "--data-dir", data, env=env).returncode == 0
+    with serving("--data-dir", data) as url:
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        login = httpx.post(
+            f"{url}/api/v1/auth/login", json={"username": "admin", "password": "demo-password-1"}
+        )
+        assert login.status_code == 200
+
+
+def test_up_initialises_a_fresh_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "fresh"
+    with serving("--data-dir", str(data)) as url:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    assert (data / FORMAT_FILE).exists()
+
+
+def test_https(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file, ca_file = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    certificate.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    data = str(tmp_path / "d")
+    env = {"PLANTWIRE_ADMIN_PASSWORD": "tls-password-1"}
+    with serving(
+        "--data-dir", data, "--tls-cert", str(cert_file), "--tls-key", str(key_file), env=env
+    ) as url:
+        assert url.startswith("https://")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file))) as https:
+            login = https.post(
+                f"{url}/api/v1/auth/login", json={"username": "admin", "password": "tls-password-1"}
+            )
+            assert login.status_code == 200
+            cookie = login.headers["set-cookie"].lower()
+            assert "secure" in cookie
+            assert "httponly" in cookie
+            assert "samesite=strict" in cookie
+            me = https.get(
+                f"{url}/api/v1/auth/me",
+                headers={"Authorization": f"Bearer {login.json()['token']}"},
+            )
+            assert me.json()["username"] == "admin"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz")  # not trusted without the CA
+        plain = url.replace("https://", "http://")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{plain}/healthz")

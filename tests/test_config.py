@@ -1,0 +1,89 @@
+"""Settings: defaults, plantwire.toml, PLANTWIRE_* variables, explicit overrides, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from plantwire.config import ConfigError, load_settings
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLANTWIRE_DATA_DIR", raising=False)
+    loaded = load_settings(tmp_path)
+    assert loaded.http_host == "127.0.0.1"
+    assert loaded.http_port == 8080
+    assert loaded.max_body_bytes == 1024 * 1024
+    assert loaded.registry_url == f"sqlite:///{(tmp_path / 'plantwire.db').resolve()}"
+    assert not loaded.tls_enabled
+
+
+def test_precedence_toml_then_env_then_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plantwire.toml").write_text(
+        'http_port = 9000\nhttp_host = "0.0.0.0"\nlog_format = "console"\n', encoding="utf-8"
+    )
+    assert load_settings(tmp_path).http_port == 9000
+    monkeypatch.setenv("PLANTWIRE_HTTP_PORT", "9100")
+    loaded = load_settings(tmp_path)
+    assert (loaded.http_port, loaded.http_host, loaded.log_format) == (9100, "0.0.0.0", "console")
+    assert load_settings(tmp_path, http_port=9200, http_host=None).http_port == 9200
+
+
+def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANTWIRE_DATA_DIR", str(tmp_path))
+    (tmp_path / "plantwire.toml").write_text("http_port = 9300\n", encoding="utf-8")
+    loaded = load_settings()
+    assert loaded.data_dir == tmp_path
+    assert loaded.http_port == 9300
+
+
+def test_postgres_url_gets_the_psycopg_driver(tmp_path: Path) -> None:
+    loaded = load_settings(tmp_path, database_url="postgresql://u@db.example/plantwire")
+    assert loaded.registry_url == "postgresql+psycopg://u@db.example/plantwire"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("http_port = [", "not valid TOML"),
+        ("no_such_setting = 1", "no_such_setting"),
+        ('http_port = "eighty"', "http_port"),
+        ("http_port = 70000", "http_port"),
+        ('database_url = "mysql://x"', "database_url"),
+        ('tls_cert = "/x.pem"', "tls_cert and tls_key"),
+    ],
+)
+def test_bad_settings_name_the_problem(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "plantwire.toml").write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path)
+
+
+def test_bad_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANTWIRE_MAX_BODY_BYTES", "lots")
+    with pytest.raises(ConfigError, match="max_body_bytes"):
+        load_settings(tmp_path)
+
+
+def test_non_utf8_config_file(tmp_path: Path) -> None:
+    (tmp_path / "plantwire.toml").write_bytes(b"http_host = '\xff\xfe'\n")
+    with pytest.raises(ConfigError):
+        load_settings(tmp_path)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=st.text(max_size=200))
+def test_any_config_file_loads_or_fails_clearly(tmp_path: Path, content: str) -> None:
+    (tmp_path / "plantwire.toml").write_text(content, encoding="utf-8")
+    try:
+        outcome = f"loaded port {load_settings(tmp_path).http_port}"
+    except ConfigError as error:
+        outcome = str(error)
+    assert outcome

@@ -15,6 +15,13 @@ from plantwire.lifecycle import initialise
 from tests.conftest import ADMIN_PASSWORD, make_settings
 
 
+def test_index_points_the_way(client: TestClient) -> None:
+    body = client.get("/").json()
+    assert body["name"] == "plantwire"
+    for link in body["links"].values():
+        assert client.get(link).status_code in (200, 405)  # login is POST-only
+
+
 def test_healthz(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200

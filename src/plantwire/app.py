@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -59,6 +59,21 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
 
 
 def _add_service_routes(app: FastAPI) -> None:
+    @app.get("/", tags=["service"], summary="What this server is, and where to go next")
+    async def index() -> dict[str, Any]:
+        # the web console takes this path over when it lands
+        return {
+            "name": "plantwire",
+            "version": __version__,
+            "links": {
+                "openapi": OPENAPI_URL,
+                "login": "/api/v1/auth/login",
+                "health": "/healthz",
+                "ready": "/readyz",
+                "metrics": "/metrics",
+            },
+        }
+
     @app.get("/healthz", tags=["service"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -84,7 +99,12 @@ def _add_service_routes(app: FastAPI) -> None:
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["service"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,  # documents the text exposition format, not JSON
+    )
     async def metrics(request: Request) -> Response:
         registry = get_platform(request).metrics
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

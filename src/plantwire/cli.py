@@ -103,9 +103,13 @@ def up(
     except DataDirError as error:
         raise _fail(str(error)) from error
     scheme = "https" if settings.tls_enabled else "http"
+    base = f"{scheme}://{settings.http_host}:{settings.http_port}"
+    typer.echo(f"plantwire {__version__} serving on {base}")
     typer.echo(
-        f"plantwire {__version__} serving on {scheme}://{settings.http_host}:{settings.http_port}"
+        f"  log in:  curl -X POST {base}/api/v1/auth/login -H 'content-type: application/json' "
+        """-d '{"username": "admin", "password": "..."}'"""
     )
+    typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -177,3 +177,23 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)
+    _document_problem_bodies(app)
+
+
+def _document_problem_bodies(app: FastAPI) -> None:
+    """FastAPI documents the model of a ``responses=`` entry under ``application/json``; problem
+    answers are ``application/problem+json``, so the OpenAPI document moves their schema there
+    (else it would promise a media type never sent, and check problem bodies against nothing)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # FastAPI builds it once and caches it; the move is idempotent
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {})
+                    if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
+                        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -36,13 +36,15 @@ def record(
     source: str | None,
     outcome: Outcome = Outcome.SUCCESS,
     actor_name: str | None = None,
+    actor_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Add an entry to ``session``'s transaction."""
+    """Add an entry to ``session``'s transaction. Without a principal (logins, the CLI) the
+    actor is named by ``actor_name`` and, where known, ``actor_id``."""
     session.add(
         AuditEntry(
             tenant_id=tenant_id,
-            actor_id=actor.user_id if actor else None,
+            actor_id=actor.user_id if actor else actor_id,
             actor=actor.username if actor else (actor_name or "anonymous")[:64],
             action=action,
             target_type=target_type,

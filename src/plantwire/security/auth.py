@@ -6,11 +6,17 @@ among unexpired, unrevoked tokens of enabled users: one indexed query per reques
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from sqlalchemy import select
+from starlette.exceptions import HTTPException
 
 from plantwire.platform import Platform, get_platform
 from plantwire.problems import Problem
@@ -20,7 +26,7 @@ from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission, Role
 from plantwire.security.tables import ApiToken, User, utcnow
 
-__all__ = ["SESSION_COOKIE", "authenticate", "require", "source_address"]
+__all__ = ["SESSION_COOKIE", "AuthenticateFirst", "authenticate", "require", "source_address"]
 
 SESSION_COOKIE = "plantwire_session"
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -96,33 +102,94 @@ def authenticate(request: Request, platform: Platform = Depends(get_platform)) -
     )
 
 
-def require(permission: Permission) -> Callable[..., Principal]:
+def require(permission: Permission) -> Callable[..., Iterator[Principal]]:
     """A dependency giving the caller if their role grants ``permission``; 401 or 403 else.
-    Refused writes are audited."""
+
+    Every write that does not succeed is audited: refused for lack of the permission here, and
+    refused or failed later in the handler (out of scope, role too high, conflict...), whose
+    own transaction is rolled back, in a transaction of its own."""
 
     def dependency(
         request: Request,
         principal: Principal = Depends(authenticate),
         platform: Platform = Depends(get_platform),
-    ) -> Principal:
-        if principal.can(permission):
-            return principal
-        if request.method in _UNSAFE_METHODS:
-            audit.record_apart(
-                platform.sessions,
-                actor=principal,
-                action=str(permission),
-                target_type=permission.split(":", 1)[0],
-                target_id=None,
-                tenant_id=principal.tenant_id,
-                source=source_address(request),
-                outcome=audit.Outcome.DENIED,
-                detail={"method": request.method, "path": request.url.path},
+    ) -> Iterator[Principal]:
+        if not principal.can(permission):
+            problem = Problem(
+                403,
+                f"Role '{principal.role}' does not grant '{permission}'.",
+                type_="urn:plantwire:problem:forbidden",
             )
-        raise Problem(
-            403,
-            f"Role '{principal.role}' does not grant '{permission}'.",
-            type_="urn:plantwire:problem:forbidden",
-        )
+            _audit_unsuccessful_write(platform, request, principal, permission, problem)
+            raise problem
+        try:
+            yield principal
+        except Problem as problem:
+            _audit_unsuccessful_write(platform, request, principal, permission, problem)
+            raise
 
     return dependency
+
+
+def _audit_unsuccessful_write(
+    platform: Platform,
+    request: Request,
+    principal: Principal,
+    permission: Permission,
+    problem: Problem,
+) -> None:
+    if request.method not in _UNSAFE_METHODS or problem.status >= 500:
+        return
+    refused = problem.status in (401, 403, 404)
+    target_id = next(iter(request.path_params.values()), None)
+    audit.record_apart(
+        platform.sessions,
+        actor=principal,
+        action=str(permission),
+        target_type=permission.split(":", 1)[0],
+        target_id=str(target_id)[:64] if target_id is not None else None,
+        tenant_id=principal.tenant_id,
+        source=source_address(request),
+        outcome=audit.Outcome.DENIED if refused else audit.Outcome.FAILURE,
+        detail={
+            "method": request.method,
+            "path": request.url.path,
+            "status": problem.status,
+            "reason": problem.detail or problem.title,
+        },
+    )
+
+
+class AuthenticateFirst(APIRoute):
+    """A route that answers an unauthenticated caller 401 even when its body is unreadable.
+
+    FastAPI reads and parses the body before it solves dependencies, so a malformed body would
+    be answered 400 before ``authenticate`` ran: callers would hear about the body before being
+    asked who they are. Authenticating only once the body failed keeps one query per request."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not _needs_caller(self.dependant):
+            return handler
+
+        async def authenticate_first(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (RequestValidationError, HTTPException) as error:
+                if _unreadable_body(error):
+                    platform = get_platform(request)
+                    await run_in_threadpool(authenticate, request, platform)  # 401 if anonymous
+                raise
+
+        return authenticate_first
+
+
+def _needs_caller(dependant: Dependant) -> bool:
+    return any(sub.call is authenticate or _needs_caller(sub) for sub in dependant.dependencies)
+
+
+def _unreadable_body(error: Exception) -> bool:
+    """Errors FastAPI raises while reading the body, before any dependency ran."""
+    if isinstance(error, RequestValidationError):
+        return any(detail.get("type") == "json_invalid" for detail in error.errors())
+    return isinstance(error, HTTPException) and error.status_code == 400

@@ -27,6 +27,19 @@ def not_found(kind: str, ident: str) -> Problem:
     return Problem(404, f"No {kind} '{ident}'.", type_="urn:plantwire:problem:not-found")
 
 
+def conflict(detail: str) -> Problem:
+    return Problem(409, detail, type_="urn:plantwire:problem:conflict")
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, detail, type_="urn:plantwire:problem:forbidden")
+
+
+def invalid(detail: str) -> Problem:
+    """A request that is well-formed but not acceptable as a whole (422)."""
+    return Problem(422, detail, type_="urn:plantwire:problem:validation")
+
+
 def audited(
     session: Session,
     request: Request,

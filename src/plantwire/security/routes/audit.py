@@ -9,7 +9,7 @@ from pydantic import AwareDatetime
 from sqlalchemy import select
 
 from plantwire.platform import Platform, get_platform
-from plantwire.security.auth import require
+from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
 from plantwire.security.routes._common import READ_ERRORS, Limit
@@ -17,7 +17,7 @@ from plantwire.security.schemas import AuditPage
 from plantwire.security.tables import AuditEntry
 from plantwire.security.views import audit_out
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=AuthenticateFirst)
 
 _Filter = Annotated[str | None, Query(max_length=100)]
 

@@ -11,14 +11,14 @@ from plantwire.db import transaction
 from plantwire.platform import Platform, get_platform
 from plantwire.problems import Problem, problem_responses
 from plantwire.security import audit
-from plantwire.security.auth import SESSION_COOKIE, authenticate, source_address
+from plantwire.security.auth import SESSION_COOKIE, AuthenticateFirst, authenticate, source_address
 from plantwire.security.hashing import hash_secret, new_secret
 from plantwire.security.principal import Principal
 from plantwire.security.schemas import LoginIn, LoginOut, UserOut
 from plantwire.security.tables import ApiToken, User, utcnow
 from plantwire.security.views import user_out
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=AuthenticateFirst)
 
 
 @router.post(
@@ -51,6 +51,7 @@ def login(
             platform.sessions,
             actor=None,
             actor_name=body.username,
+            actor_id=user.id if user else None,
             action="auth.login",
             target_type="session",
             target_id=None,
@@ -80,6 +81,7 @@ def login(
             session,
             actor=None,
             actor_name=user.username,
+            actor_id=user.id,
             action="auth.login",
             target_type="session",
             target_id=token.id,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from plantwire.db import transaction
 from plantwire.platform import Platform, get_platform
 from plantwire.problems import Problem
-from plantwire.security.auth import require
+from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
 from plantwire.security.routes._common import (
@@ -19,19 +19,18 @@ from plantwire.security.routes._common import (
     Limit,
     Offset,
     audited,
+    conflict,
     not_found,
 )
 from plantwire.security.schemas import TenantIn, TenantOut, TenantPage
 from plantwire.security.tables import Tenant, User
 from plantwire.security.views import tenant_out
 
-router = APIRouter(prefix="/tenants", tags=["tenants"])
+router = APIRouter(prefix="/tenants", tags=["tenants"], route_class=AuthenticateFirst)
 
 
 def _name_taken(name: str) -> Problem:
-    return Problem(
-        409, f"A tenant named '{name}' exists already.", type_="urn:plantwire:problem:conflict"
-    )
+    return conflict(f"A tenant named '{name}' exists already.")
 
 
 @router.get("", response_model=TenantPage, responses=READ_ERRORS, summary="List tenants")
@@ -139,11 +138,7 @@ def delete_tenant(
     with transaction(platform.sessions) as session:
         tenant = _reachable(session, principal, tenant_id)
         if session.scalar(select(exists().where(User.tenant_id == tenant.id))):
-            raise Problem(
-                409,
-                "The tenant still has users; delete them first.",
-                type_="urn:plantwire:problem:conflict",
-            )
+            raise conflict("The tenant still has users; delete them first.")
         audited(
             session,
             request,

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from plantwire.db import transaction
 from plantwire.platform import Platform, get_platform
-from plantwire.problems import Problem
-from plantwire.security.auth import require
+from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.hashing import hash_secret, new_secret
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
@@ -23,13 +22,15 @@ from plantwire.security.routes._common import (
     Limit,
     Offset,
     audited,
+    forbidden,
+    invalid,
     not_found,
 )
 from plantwire.security.schemas import TokenCreated, TokenIn, TokenOut, TokenPage
 from plantwire.security.tables import ApiToken, utcnow
 from plantwire.security.views import token_out
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=AuthenticateFirst)
 
 
 def _reachable(session: Session, principal: Principal, token_id: str) -> ApiToken:
@@ -60,7 +61,7 @@ def list_tokens(
     if scope == "own":
         query = query.where(ApiToken.user_id == principal.user_id)
     elif not principal.can(Permission.TOKEN_ADMIN):
-        raise Problem(403, f"Role '{principal.role}' may list only its own tokens.")
+        raise forbidden(f"Role '{principal.role}' may list only its own tokens.")
     elif not principal.is_platform_admin:
         query = query.where(ApiToken.tenant_id == principal.tenant_id)
     if not include_inactive:
@@ -85,16 +86,12 @@ def create_token(
 ) -> TokenCreated:
     role = body.role or principal.role
     if not role.at_most(principal.role):
-        raise Problem(
-            403,
+        raise forbidden(
             f"A token's role may not exceed your own ('{principal.role}').",
-            type_="urn:plantwire:problem:forbidden",
         )
     if body.expires_in_days > platform.settings.token_max_ttl_days:
-        raise Problem(
-            422,
+        raise invalid(
             f"expires_in_days may be at most {platform.settings.token_max_ttl_days}.",
-            type_="urn:plantwire:problem:validation",
         )
     secret = new_secret()
     with transaction(platform.sessions) as session:

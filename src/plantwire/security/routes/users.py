@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from plantwire.db import transaction
 from plantwire.platform import Platform, get_platform
-from plantwire.problems import Problem
-from plantwire.security.auth import require
+from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission, Role
 from plantwire.security.routes._common import (
@@ -21,21 +20,16 @@ from plantwire.security.routes._common import (
     Limit,
     Offset,
     audited,
+    conflict,
+    forbidden,
+    invalid,
     not_found,
 )
 from plantwire.security.schemas import UserIn, UserOut, UserPage, UserPatch
 from plantwire.security.tables import ApiToken, Tenant, User, utcnow
 from plantwire.security.views import user_out
 
-router = APIRouter(prefix="/users", tags=["users"])
-
-
-def _conflict(detail: str) -> Problem:
-    return Problem(409, detail, type_="urn:plantwire:problem:conflict")
-
-
-def _forbidden(detail: str) -> Problem:
-    return Problem(403, detail, type_="urn:plantwire:problem:forbidden")
+router = APIRouter(prefix="/users", tags=["users"], route_class=AuthenticateFirst)
 
 
 def _reachable(session: Session, principal: Principal, user_id: str) -> User:
@@ -47,7 +41,7 @@ def _reachable(session: Session, principal: Principal, user_id: str) -> User:
 
 def _check_role_grant(principal: Principal, role: Role) -> None:
     if not role.at_most(principal.role):
-        raise _forbidden(f"Role '{principal.role}' cannot grant role '{role}'.")
+        raise forbidden(f"Role '{principal.role}' cannot grant role '{role}'.")
 
 
 def _platform_admins(session: Session) -> int:
@@ -88,10 +82,10 @@ def create_user(
     tenant_id = body.tenant if body.tenant is not None else principal.tenant_id
     if body.role.is_platform:
         if body.tenant is not None:
-            raise Problem(422, "Platform admins belong to no tenant: omit 'tenant'.")
+            raise invalid("Platform admins belong to no tenant: omit 'tenant'.")
         tenant_id = None
     elif tenant_id is None:
-        raise Problem(422, f"A user with role '{body.role}' needs a 'tenant'.")
+        raise invalid(f"A user with role '{body.role}' needs a 'tenant'.")
     password_hash = platform.passwords.hash(body.password)
     try:
         with transaction(platform.sessions) as session:
@@ -101,7 +95,7 @@ def create_user(
                     raise not_found("tenant", tenant_id)
             taken = select(User.id).where(func.lower(User.username) == body.username.lower())
             if session.scalar(taken) is not None:
-                raise _conflict(f"The username '{body.username}' is taken.")
+                raise conflict(f"The username '{body.username}' is taken.")
             user = User(
                 username=body.username,
                 password_hash=password_hash,
@@ -122,7 +116,7 @@ def create_user(
                 {"username": user.username, "role": user.role},
             )
     except IntegrityError as error:
-        raise _conflict(f"The username '{body.username}' is taken.") from error
+        raise conflict(f"The username '{body.username}' is taken.") from error
     return user_out(user)
 
 
@@ -158,12 +152,12 @@ def update_user(
         if body.role is not None and body.role.value != user.role:
             _check_role_grant(principal, body.role)
             if body.role.is_platform != (user.tenant_id is None):
-                raise _conflict("A user cannot move between the platform and a tenant.")
+                raise conflict("A user cannot move between the platform and a tenant.")
             changes["role"] = [user.role, body.role.value]
             user.role = body.role.value
         if body.disabled is not None and body.disabled != user.disabled:
             if user.id == principal.user_id and body.disabled:
-                raise _conflict("You cannot disable yourself.")
+                raise conflict("You cannot disable yourself.")
             changes["disabled"] = body.disabled
             user.disabled = body.disabled
         if password_hash is not None:
@@ -177,7 +171,7 @@ def update_user(
             )
         session.flush()
         if was_active_platform_admin and _platform_admins(session) == 0:
-            raise _conflict("The platform must keep at least one active platform admin.")
+            raise conflict("The platform must keep at least one active platform admin.")
         if changes:
             audited(
                 session,
@@ -203,7 +197,7 @@ def delete_user(
         user = _reachable(session, principal, user_id)
         _check_role_grant(principal, Role(user.role))
         if user.id == principal.user_id:
-            raise _conflict("You cannot delete yourself.")
+            raise conflict("You cannot delete yourself.")
         audited(
             session,
             request,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from plantwire.app import create_app
 from plantwire.backup import MANIFEST, BackupError, make_backup, restore_backup
-from plantwire.config import Settings
+from plantwire.config import Settings, load_settings
 from plantwire.datadir import FORMAT_VERSION, read_format
 from plantwire.lifecycle import initialise
 from tests.conftest import ADMIN_PASSWORD, PASSWORD, login, make_settings, seed_platform
@@ -164,3 +165,45 @@ def test_cli_backup_and_restore(tmp_path: Path) -> None:
     done = run("restore", str(backup), "--data-dir", str(restored))
     assert done.returncode == 0, done.stderr
     assert read_format(restored) is not None
+
+
+def test_restored_data_dir_points_at_the_registry_it_was_restored_into(
+    backed_up: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    """The backup's own database_url (here: some PostgreSQL) must not follow it into the new
+    data dir, or a later `plantwire up` would open the old registry instead of the restored."""
+    _, backup = backed_up
+    config = backup / "plantwire.toml"
+    config.write_text('http_port = 9123\ndatabase_url = "postgresql://old@elsewhere/db"\n')
+    manifest = json.loads((backup / MANIFEST).read_text())
+    manifest["files"]["plantwire.toml"] = hashlib.sha256(config.read_bytes()).hexdigest()
+    (backup / MANIFEST).write_text(json.dumps(manifest))
+
+    target = make_settings(tmp_path / "new")
+    restore_backup(backup, target)
+    reloaded = load_settings(tmp_path / "new")
+    assert reloaded.http_port == 9123
+    assert reloaded.database_url is None
+    assert reloaded.registry_url == target.registry_url
+
+
+@pytest.mark.postgres
+def test_move_to_postgres_is_recorded_in_the_new_config(
+    backed_up: tuple[Settings, Path], tmp_path: Path, postgres_url: str
+) -> None:
+    _, backup = backed_up
+    restore_backup(backup, make_settings(tmp_path / "pg", database_url=postgres_url))
+    assert load_settings(tmp_path / "pg").database_url == postgres_url
+    assert (tmp_path / "pg" / "plantwire.toml").stat().st_mode & 0o077 == 0
+
+
+def test_backup_of_an_unknown_schema_is_refused_before_writing(
+    backed_up: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    _, backup = backed_up
+    manifest = json.loads((backup / MANIFEST).read_text())
+    manifest["schema_revision"] = "9999_from_the_future"
+    (backup / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match="newer than this plantwire knows"):
+        restore_backup(backup, make_settings(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()

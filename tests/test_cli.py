@@ -86,6 +86,15 @@ def test_init_refuses_a_newer_data_dir(tmp_path: Path) -> None:
     assert "Upgrade plantwire" in result.stderr
 
 
+def test_init_refuses_a_short_admin_password(tmp_path: Path) -> None:
+    result = run(
+        "init", "--data-dir", str(tmp_path / "d"), env={"PLANTWIRE_ADMIN_PASSWORD": "short"}
+    )
+    assert result.returncode == 2
+    assert "at least 8 characters" in result.stderr
+    assert not (tmp_path / "d" / FORMAT_FILE).exists()
+
+
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     data = tmp_path / "d"
     data.mkdir()

@@ -19,7 +19,7 @@ from plantwire.db import ping
 from plantwire.lifecycle import build_platform
 from plantwire.middleware import BodySizeLimit, HttpMetrics, RequestLog
 from plantwire.observability import register_platform_metrics
-from plantwire.platform import Platform, get_platform
+from plantwire.platform import Platform, platform_of
 from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
 
@@ -85,7 +85,7 @@ def _add_service_routes(app: FastAPI) -> None:
         responses={503: {"description": "A dependency is unreachable"}},
     )
     async def readyz(request: Request) -> JSONResponse:
-        platform = get_platform(request)
+        platform = platform_of(request)
         checks: dict[str, Any] = {}
         try:
             with anyio.fail_after(5):
@@ -106,5 +106,5 @@ def _add_service_routes(app: FastAPI) -> None:
         response_class=PlainTextResponse,  # documents the text exposition format, not JSON
     )
     async def metrics(request: Request) -> Response:
-        registry = get_platform(request).metrics
+        registry = platform_of(request).metrics
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

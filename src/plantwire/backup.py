@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sqlite3
 import tempfile
+import tomllib
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, func, select, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, func, make_url, select, text
+from sqlalchemy.exc import SAWarning
 
 from plantwire import __version__
 from plantwire.config import CONFIG_FILE_NAME, Settings
-from plantwire.datadir import FORMAT_VERSION, DataDirError, read_format, write_format
-from plantwire.db import current_revision, make_engine, migrate
+from plantwire.datadir import FORMAT_VERSION, read_format, write_format
+from plantwire.db import current_revision, known_revision, make_engine, migrate
 
 __all__ = ["MANIFEST", "BackupError", "make_backup", "restore_backup"]
 
@@ -46,6 +50,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _reflect(connection: Connection) -> MetaData:
+    """The registry's tables as the database has them (the backup's schema may be older than
+    this plantwire's models). Only columns matter here: SQLite cannot reflect expression
+    indexes and says so, which is harmless for copying rows."""
+    metadata = MetaData()
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "Skipped unsupported reflection of expression-based index", SAWarning
+        )
+        metadata.reflect(connection)
+    return metadata
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -58,7 +75,7 @@ def _snapshot(settings: Settings) -> Iterator[Connection]:
     """A connection that sees one consistent state of the registry."""
     url = settings.registry_url
     if url.startswith("sqlite"):
-        source_path = url.removeprefix("sqlite:///")
+        source_path = make_url(url).database or ""
         with tempfile.TemporaryDirectory(prefix="plantwire-backup-") as scratch:
             copy_path = Path(scratch) / "registry.db"
             with sqlite3.connect(source_path) as source, sqlite3.connect(copy_path) as copy:
@@ -96,8 +113,7 @@ def make_backup(settings: Settings, destination: Path) -> dict[str, Any]:
     counts: dict[str, int] = {}
     with _snapshot(settings) as connection:
         revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        metadata = MetaData()
-        metadata.reflect(connection)
+        metadata = _reflect(connection)
         for table in metadata.sorted_tables:
             if table.name in _SKIP_TABLES:
                 continue
@@ -164,8 +180,7 @@ def _decode_row(table: Table, record: dict[str, Any]) -> dict[str, Any]:
 
 def _load_registry(engine: Engine, source: Path, manifest: dict[str, Any]) -> None:
     with engine.begin() as connection:
-        metadata = MetaData()
-        metadata.reflect(connection)
+        metadata = _reflect(connection)
         for table in metadata.sorted_tables:
             if table.name in _SKIP_TABLES:
                 continue
@@ -207,32 +222,61 @@ def _reset_sequences(connection: Connection, metadata: MetaData) -> None:
 
 def restore_backup(source: Path, settings: Settings) -> dict[str, Any]:
     """Restore ``source`` into ``settings.data_dir``, which must not be initialised yet (its
-    database, for PostgreSQL, must be empty). The schema is then migrated to this version."""
+    database, for PostgreSQL, must be empty). The schema is then migrated to this version.
+    Nothing is written before the backup has been checked whole."""
     manifest = _read_manifest(source)
+    revision = str(manifest.get("schema_revision"))
+    if not known_revision(revision):
+        raise BackupError(
+            f"The backup's registry schema ({revision}) is newer than this plantwire knows; "
+            f"restore it with plantwire {manifest.get('plantwire')} or newer."
+        )
     if read_format(settings.data_dir) is not None:
         raise BackupError(
             f"{settings.data_dir} is an initialised data dir; restore into a new one "
             "(--data-dir) so the running platform keeps its data until you switch over."
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    backup_config = source / CONFIG_FILE_NAME
-    target_config = settings.data_dir / CONFIG_FILE_NAME
-    if backup_config.exists() and not target_config.exists():
-        shutil.copy2(backup_config, target_config)
     engine = make_engine(settings.registry_url)
     try:
         found = current_revision(engine)
-        revision = manifest.get("schema_revision")
         if found is not None and found != revision:
             raise BackupError(
                 f"The target database is at schema {found}, the backup at {revision}."
             )
-        migrate(engine, str(revision))
+        migrate(engine, revision)
         _load_registry(engine, source, manifest)
         migrate(engine)
-    except DataDirError as error:
-        raise BackupError(str(error)) from error
     finally:
         engine.dispose()
+    _restore_config(source, settings, str(manifest.get("created_at")))
     write_format(settings.data_dir, int(manifest["format"]))
     return manifest
+
+
+_DATABASE_URL_LINE = re.compile(r"^\s*database_url\s*=")
+
+
+def _restore_config(source: Path, settings: Settings, created_at: str) -> None:
+    """Give the new data dir the backup's settings, except where its registry lives: that is
+    where this restore wrote it, so a later ``plantwire up`` opens the restored registry and
+    never the one the backup came from. A target that has its own config keeps it."""
+    target = settings.data_dir / CONFIG_FILE_NAME
+    if target.exists():
+        return
+    backup_config = source / CONFIG_FILE_NAME
+    lines = [f"# restored from the backup of {created_at}"]
+    if backup_config.exists():
+        kept = backup_config.read_text("utf-8").splitlines()
+        lines += [line for line in kept if not _DATABASE_URL_LINE.match(line)]
+    if settings.database_url is not None:
+        lines.append(f"database_url = {json.dumps(settings.database_url)}")
+    text_out = "\n".join(lines) + "\n"
+    try:
+        tomllib.loads(text_out)
+    except tomllib.TOMLDecodeError as error:  # e.g. a multi-line database_url value
+        raise BackupError(
+            f"Cannot rewrite {backup_config} for the new data dir: {error}"
+        ) from error
+    target.write_text(text_out, encoding="utf-8")
+    target.chmod(0o600)  # it may hold a database password

@@ -10,6 +10,7 @@ import typer
 
 from plantwire import __version__
 from plantwire.config import ConfigError, Settings, load_settings
+from plantwire.security.schemas import MIN_PASSWORD_LENGTH
 
 __all__ = ["app", "main"]
 
@@ -59,8 +60,11 @@ def init(data_dir: DataDir = None) -> None:
     from plantwire.lifecycle import initialise
 
     settings = _settings(data_dir)
+    password = os.environ.get("PLANTWIRE_ADMIN_PASSWORD") or None
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise _fail(f"PLANTWIRE_ADMIN_PASSWORD needs at least {MIN_PASSWORD_LENGTH} characters.")
     try:
-        result = initialise(settings, os.environ.get("PLANTWIRE_ADMIN_PASSWORD") or None)
+        result = initialise(settings, password)
     except DataDirError as error:
         raise _fail(str(error)) from error
     where = settings.data_dir.resolve()

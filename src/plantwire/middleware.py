@@ -3,17 +3,15 @@ and Prometheus request metrics. Pure ASGI (no per-request task or thread hops)."
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plantwire.problems import PROBLEM_MEDIA_TYPE
+from plantwire.problems import problem_response
 
 __all__ = ["BodySizeLimit", "BodyTooLarge", "HttpMetrics", "RequestLog"]
 
@@ -47,7 +45,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.max_bytes or declared < 0:
-                    await self._refuse(send, 413 if declared >= 0 else 400)
+                    await self._refuse(scope, receive, send, 413 if declared >= 0 else 400)
                     return
         seen = 0
 
@@ -62,30 +60,15 @@ class BodySizeLimit:
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send, status: int) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:
         if status == 413:
-            body: dict[str, Any] = {
-                "type": "about:blank",
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": f"The request body exceeds the limit of {self.max_bytes} bytes.",
-            }
+            detail = f"The request body exceeds the limit of {self.max_bytes} bytes."
         else:
-            body = {"type": "about:blank", "title": "Bad Request", "status": 400}
-            body["detail"] = "Content-Length is not a valid length."
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+            detail = "Content-Length is not a valid length."
+        response = problem_response(
+            status, detail, instance=scope["path"], headers={"connection": "close"}
         )
-        await send({"type": "http.response.body", "body": payload})
+        await response(scope, receive, send)
 
 
 def _route_template(scope: Scope) -> str:

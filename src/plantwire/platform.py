@@ -14,7 +14,7 @@ from plantwire.config import Settings
 from plantwire.security.hashing import PasswordHashing
 from plantwire.security.ratelimit import LoginLimiter
 
-__all__ = ["Platform", "get_platform"]
+__all__ = ["Platform", "get_platform", "platform_of"]
 
 
 @dataclass(slots=True)
@@ -27,7 +27,13 @@ class Platform:
     metrics: CollectorRegistry
 
 
-def get_platform(request: Request) -> Platform:
+def platform_of(request: Request) -> Platform:
     platform = request.app.state.platform
     assert isinstance(platform, Platform)
     return platform
+
+
+async def get_platform(request: Request) -> Platform:
+    """The ``Depends`` form of ``platform_of``: async, so FastAPI runs it on the event loop
+    instead of sending every request through a worker thread for it."""
+    return platform_of(request)

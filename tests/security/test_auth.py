@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from plantwire.app import create_app
 from plantwire.lifecycle import initialise
@@ -430,3 +430,44 @@ def test_the_lock_ends_with_the_window(tmp_path: Path) -> None:
         _assert_rate_limited(_login_response(client, "admin", ADMIN_PASSWORD), 1)
         time.sleep(1.1)  # the window is one second long
         assert whoami(client, login(client, "admin", ADMIN_PASSWORD))["username"] == "admin"
+
+
+def test_usernames_are_case_insensitive(seeded: tuple[TestClient, Seed]) -> None:
+    client, seed = seeded
+    headers = login(client, "A-Viewer", PASSWORD)
+    assert whoami(client, headers)["username"] == "a-viewer"
+    body = {"username": "A-VIEWER", "password": PASSWORD, "role": "viewer"}
+    tenant_admin = seed.tenants["a"].headers["tenant-admin"]
+    assert client.post("/api/v1/users", json=body, headers=tenant_admin).status_code == 409
+
+
+def test_the_database_itself_refuses_case_variants(seeded: tuple[TestClient, Seed]) -> None:
+    """Two concurrent creates both pass the handler's check; the unique index still holds."""
+    from sqlalchemy.exc import IntegrityError
+
+    from plantwire.db import transaction
+    from plantwire.security.tables import Tenant
+
+    client, _ = seeded
+    with pytest.raises(IntegrityError), transaction(platform_of(client).sessions) as session:
+        session.add(Tenant(name="TENANT A"))
+
+
+def test_ended_sessions_are_pruned_at_login(seeded: tuple[TestClient, Seed]) -> None:
+    client, seed = seeded
+    old = secret_of(login(client, "a-operator", PASSWORD))
+    api, api_headers = create_token(client, seed.tenants["a"].headers["operator"], name="kept")
+    assert client.delete(f"/api/v1/tokens/{api['id']}", headers=api_headers).status_code == 204
+    long_ago = datetime.now(UTC) - timedelta(days=3)
+    _set_expiry(client, old, long_ago)
+    sessions = platform_of(client).sessions
+    with sessions() as session, session.begin():
+        session.execute(
+            update(ApiToken).where(ApiToken.id == api["id"]).values(revoked_at=long_ago)
+        )
+    login(client, "a-operator", PASSWORD)
+    with sessions() as session:
+        rows = session.scalars(select(ApiToken).where(ApiToken.user_id == api["user_id"]))
+        hashes = {row.secret_hash for row in rows}
+    assert sha256_hex(old) not in hashes  # the long-ended session is gone
+    assert sha256_hex(api["token"]) in hashes  # revoked API tokens stay listed for their owner

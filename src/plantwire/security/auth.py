@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
 
-from plantwire.platform import Platform, get_platform
+from plantwire.platform import Platform, get_platform, platform_of
 from plantwire.problems import Problem
 from plantwire.security import audit
 from plantwire.security.hashing import hash_secret
@@ -65,7 +65,11 @@ def _check_same_origin(request: Request) -> None:
     if origin is None:
         return
     if urlsplit(origin).netloc != request.headers.get("host", ""):
-        raise Problem(403, "Cross-origin request refused for cookie authentication.")
+        raise Problem(
+            403,
+            "Cross-origin request refused for cookie authentication.",
+            type_="urn:plantwire:problem:forbidden",
+        )
 
 
 def authenticate(request: Request, platform: Platform = Depends(get_platform)) -> Principal:
@@ -177,7 +181,7 @@ class AuthenticateFirst(APIRoute):
                 return await handler(request)
             except (RequestValidationError, HTTPException) as error:
                 if _unreadable_body(error):
-                    platform = get_platform(request)
+                    platform = platform_of(request)
                     await run_in_threadpool(authenticate, request, platform)  # 401 if anonymous
                 raise
 

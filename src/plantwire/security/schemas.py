@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from plantwire.security.roles import Role
 
 __all__ = [
+    "MIN_PASSWORD_LENGTH",
     "AuditEntryOut",
     "AuditPage",
     "LoginIn",
@@ -34,7 +35,8 @@ Name = Annotated[
     ),
 ]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+MIN_PASSWORD_LENGTH = 8
+Password = Annotated[str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=1024)]
 
 
 class _In(BaseModel):

@@ -35,20 +35,23 @@ def upgrade() -> None:
     op.create_table(
         "tenants",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("name", sa.String(100), nullable=False, unique=True),
+        sa.Column("name", sa.String(100), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
     op.create_table(
         "users",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="RESTRICT")),
-        sa.Column("username", sa.String(64), nullable=False, unique=True),
+        sa.Column("username", sa.String(64), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("role", sa.String(32), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
     op.create_index("ix_users_tenant_id", "users", ["tenant_id"])
+    # case-insensitive uniqueness, enforced by the database itself
+    op.create_index("uq_tenants_name_lower", "tenants", [sa.text("lower(name)")], unique=True)
+    op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True)
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.String(36), primary_key=True),

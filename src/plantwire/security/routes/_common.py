@@ -37,7 +37,7 @@ def forbidden(detail: str) -> Problem:
 
 def invalid(detail: str) -> Problem:
     """A request that is well-formed but not acceptable as a whole (422)."""
-    return Problem(422, detail, type_="urn:plantwire:problem:validation")
+    return Problem(422, detail, title="Invalid request", type_="urn:plantwire:problem:validation")
 
 
 def audited(

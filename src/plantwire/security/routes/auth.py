@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
 
 from plantwire.db import transaction
 from plantwire.platform import Platform, get_platform
@@ -43,7 +44,8 @@ def login(
             headers={"Retry-After": str(wait)},
         )
     with platform.sessions() as session:
-        user = session.scalars(select(User).where(User.username == body.username)).first()
+        by_name = func.lower(User.username) == func.lower(body.username)
+        user = session.scalars(select(User).where(by_name)).first()
     valid = platform.passwords.verify(user.password_hash if user else None, body.password)
     if user is None or not valid or user.disabled:
         platform.login_limiter.failed(body.username, address)
@@ -66,6 +68,7 @@ def login(
     secret = new_secret()
     expires = utcnow() + timedelta(seconds=platform.settings.session_ttl_seconds)
     with transaction(platform.sessions) as session:
+        _prune_sessions(session, user.id)
         token = ApiToken(
             user_id=user.id,
             tenant_id=user.tenant_id,
@@ -97,6 +100,20 @@ def login(
         samesite="strict",
     )
     return LoginOut(token=secret, expires_at=expires, user=user_out(user))
+
+
+def _prune_sessions(session: Session, user_id: str) -> None:
+    """Drop this user's login sessions that ended over a day ago, so the tokens table holds
+    live sessions and API tokens, not one row per login ever made. API tokens are kept (their
+    owners list revoked ones); the audit log keeps the history of every session."""
+    cutoff = utcnow() - timedelta(days=1)
+    session.execute(
+        delete(ApiToken).where(
+            ApiToken.user_id == user_id,
+            ApiToken.kind == "session",
+            or_(ApiToken.expires_at < cutoff, ApiToken.revoked_at < cutoff),
+        )
+    )
 
 
 @router.post(

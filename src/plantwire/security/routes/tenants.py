@@ -63,7 +63,9 @@ def create_tenant(
 ) -> TenantOut:
     try:
         with transaction(platform.sessions) as session:
-            if session.scalar(select(exists().where(func.lower(Tenant.name) == body.name.lower()))):
+            if session.scalar(
+                select(exists().where(func.lower(Tenant.name) == func.lower(body.name)))
+            ):
                 raise _name_taken(body.name)
             tenant = Tenant(name=body.name)
             session.add(tenant)
@@ -105,7 +107,7 @@ def update_tenant(
         with transaction(platform.sessions) as session:
             tenant = _reachable(session, principal, tenant_id)
             clash = select(Tenant.id).where(
-                func.lower(Tenant.name) == body.name.lower(), Tenant.id != tenant.id
+                func.lower(Tenant.name) == func.lower(body.name), Tenant.id != tenant.id
             )
             if session.scalar(clash) is not None:
                 raise _name_taken(body.name)

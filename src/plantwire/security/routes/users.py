@@ -93,7 +93,7 @@ def create_user(
                 tenant = session.get(Tenant, tenant_id)
                 if tenant is None or not principal.reaches(tenant.id):
                     raise not_found("tenant", tenant_id)
-            taken = select(User.id).where(func.lower(User.username) == body.username.lower())
+            taken = select(User.id).where(func.lower(User.username) == func.lower(body.username))
             if session.scalar(taken) is not None:
                 raise conflict(f"The username '{body.username}' is taken.")
             user = User(

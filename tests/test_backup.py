@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plantwire.app import create_app
 from plantwire.backup import MANIFEST, BackupError, make_backup, restore_backup
@@ -207,3 +210,53 @@ def test_backup_of_an_unknown_schema_is_refused_before_writing(
     with pytest.raises(BackupError, match="newer than this plantwire knows"):
         restore_backup(backup, make_settings(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
+
+
+def _write_manifest(backup: Path, manifest: object) -> None:
+    (backup / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        [],
+        {"files": {}},
+        {"files": {}, "format": "1"},
+        {"files": {}, "format": True},
+        {"files": [], "format": 1},
+        {"files": {"/etc/hostname": "x"}, "format": 1},
+        {"files": {"../outside.jsonl": "x"}, "format": 1},
+    ],
+)
+def test_malformed_manifests_are_refused(
+    backed_up: tuple[Settings, Path], tmp_path: Path, manifest: object
+) -> None:
+    _, backup = backed_up
+    _write_manifest(backup, manifest)
+    with pytest.raises(BackupError):
+        restore_backup(backup, make_settings(tmp_path / "new"))
+    assert read_format(tmp_path / "new") is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(row_file=st.binary(max_size=300))
+def test_any_row_file_restores_or_fails_clearly(
+    backed_up: tuple[Settings, Path], tmp_path_factory: pytest.TempPathFactory, row_file: bytes
+) -> None:
+    """Even a backup whose checksums were re-made to match damaged rows never crashes the
+    restore nor leaves a half-restored data dir behind."""
+    _, backup = backed_up
+    copy = tmp_path_factory.mktemp("bk")
+    shutil.copytree(backup, copy, dirs_exist_ok=True)
+    rows = copy / "registry" / "tenants.jsonl"
+    rows.write_bytes(row_file)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"]["registry/tenants.jsonl"] = hashlib.sha256(row_file).hexdigest()
+    _write_manifest(copy, manifest)
+    target = tmp_path_factory.mktemp("target") / "data"
+    try:
+        restore_backup(copy, make_settings(target))
+    except BackupError:
+        assert read_format(target) is None
+    else:
+        assert read_format(target) is not None

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, func, make_url, select, text
-from sqlalchemy.exc import SAWarning
+from sqlalchemy.exc import SAWarning, SQLAlchemyError
 
 from plantwire import __version__
 from plantwire.config import CONFIG_FILE_NAME, Settings
@@ -145,24 +145,32 @@ def make_backup(settings: Settings, destination: Path) -> dict[str, Any]:
 
 
 def _read_manifest(source: Path) -> dict[str, Any]:
+    """The backup's manifest, checked whole: its shape, its format, every file's checksum."""
+    where = source / MANIFEST
     try:
-        manifest = json.loads((source / MANIFEST).read_text("utf-8"))
+        manifest = json.loads(where.read_text("utf-8"))
     except FileNotFoundError as error:
         raise BackupError(f"{source} holds no {MANIFEST}: not a plantwire backup.") from error
-    except ValueError as error:
-        raise BackupError(f"{source / MANIFEST} is damaged: {error}") from error
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise BackupError(f"{source / MANIFEST} is not a plantwire backup manifest.")
-    if int(manifest.get("format", 0)) > FORMAT_VERSION:
+    except (ValueError, OSError) as error:  # UnicodeDecodeError and JSONDecodeError included
+        raise BackupError(f"{where} is damaged: {error}") from error
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    version = manifest.get("format") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not isinstance(version, int) or isinstance(version, bool):
+        raise BackupError(f"{where} is not a plantwire backup manifest.")
+    if version > FORMAT_VERSION:
         raise BackupError(
-            f"The backup has data dir format {manifest['format']}; this plantwire reads up to "
+            f"The backup has data dir format {version}; this plantwire reads up to "
             f"{FORMAT_VERSION}. Restore it with plantwire {manifest.get('plantwire')} or newer."
         )
-    for relative, expected in manifest["files"].items():
+    for relative, expected in files.items():
+        parts = Path(relative).parts
+        if Path(relative).is_absolute() or ".." in parts or not parts:
+            raise BackupError(f"{where} names a file outside the backup: {relative!r}.")
         path = source / relative
         if not path.is_file() or _sha256(path) != expected:
             raise BackupError(f"{path} is missing or does not match its checksum.")
-    return manifest
+    checked: dict[str, Any] = manifest
+    return checked
 
 
 def _decode_row(table: Table, record: dict[str, Any]) -> dict[str, Any]:
@@ -193,17 +201,30 @@ def _load_registry(engine: Engine, source: Path, manifest: dict[str, Any]) -> No
             path = source / _REGISTRY / f"{table.name}.jsonl"
             if table.name in _SKIP_TABLES or not path.exists():
                 continue
-            batch: list[dict[str, Any]] = []
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    batch.append(_decode_row(table, json.loads(line)))
-                    if len(batch) >= 1000:
-                        connection.execute(table.insert(), batch)
-                        batch.clear()
-            if batch:
-                connection.execute(table.insert(), batch)
+            _load_table(connection, table, path)
         if connection.dialect.name == "postgresql":
             _reset_sequences(connection, metadata)
+
+
+def _load_table(connection: Connection, table: Table, path: Path) -> None:
+    """Insert a table's rows in batches; a row that cannot be read or stored fails the whole
+    restore (the caller's transaction rolls back) with the line it came from."""
+    batch: list[dict[str, Any]] = []
+    number = 0
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise BackupError(f"{path}:{number} is not a row object.")
+                batch.append(_decode_row(table, record))
+                if len(batch) >= 1000:
+                    connection.execute(table.insert(), batch)
+                    batch.clear()
+        if batch:
+            connection.execute(table.insert(), batch)
+    except (ValueError, TypeError, SQLAlchemyError) as error:
+        raise BackupError(f"{path} near line {number} cannot be restored: {error}") from error
 
 
 def _reset_sequences(connection: Connection, metadata: MetaData) -> None:

@@ -1,0 +1,1 @@
+"""Identifier resolution: Handle-compatible names, records, stores, nodes and resolvers."""

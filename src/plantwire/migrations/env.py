@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import Engine
 
 from plantwire.db import Base
-from plantwire.security import tables  # noqa: F401  (registers the tables on Base.metadata)
+from plantwire.ids import tables as ids_tables  # noqa: F401  (registers tables on Base.metadata)
+from plantwire.security import tables  # noqa: F401
 
 engine = context.config.attributes.get("engine")
 if not isinstance(engine, Engine):

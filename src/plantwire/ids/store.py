@@ -1,0 +1,275 @@
+"""Where a node keeps the handles it is authoritative for.
+
+``HandleStore`` is the interface the authority and the REST API use; ``SqlHandleStore``
+implements it on the registry database (SQLite by default, PostgreSQL by URL). Every write is
+one transaction. Values are stored as the JSON the REST API answers with (``handle_json``),
+with their index, type and public-read flag beside them so reads can filter without parsing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from plantwire.ids.codes import HandleError, ResponseCode
+from plantwire.ids.handle_json import value_from_json, value_to_json
+from plantwire.ids.model import HandleValue
+from plantwire.ids.names import Handle, match_key, parse_prefix
+from plantwire.ids.tables import handle_values, handles, homed_prefixes
+from plantwire.security.tables import utcnow
+
+__all__ = ["HandleStore", "HomedPrefix", "SqlHandleStore", "StoredValue"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """A value as stored: its JSON fragment plus what reads filter on."""
+
+    index: int
+    type_key: str
+    public_read: bool
+    json: str
+
+    def decode(self) -> HandleValue:
+        return value_from_json(json.loads(self.json))
+
+
+@dataclass(frozen=True, slots=True)
+class HomedPrefix:
+    prefix: str
+    tenant_id: str | None
+    created_at: datetime
+
+
+class HandleStore(Protocol):
+    def get(self, handle: Handle) -> list[StoredValue] | None: ...
+
+    def create(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool: ...
+
+    def add_values(
+        self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool
+    ) -> bool: ...
+
+    def remove_values(self, handle: Handle, indexes: Iterable[int]) -> None: ...
+
+    def delete(self, handle: Handle) -> None: ...
+
+    def list_handles(self, prefix: str, offset: int, limit: int | None) -> list[str]: ...
+
+    def count_handles(self, prefix: str) -> int: ...
+
+    def home(self, prefix: str, tenant_id: str | None) -> None: ...
+
+    def unhome(self, prefix: str) -> None: ...
+
+    def homed(self) -> list[HomedPrefix]: ...
+
+
+def _encode(value: HandleValue, now: datetime) -> dict[str, object]:
+    stamped = replace(value, timestamp=now)  # the node, not the client, says when
+    return {
+        "idx": value.index,
+        "type_key": match_key(value.type),
+        "public_read": value.permissions.public_read,
+        "value_json": json.dumps(value_to_json(stamped), ensure_ascii=False, separators=(",", ":")),
+    }
+
+
+class SqlHandleStore:
+    """``HandleStore`` on the registry database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- reads ------------------------------------------------------------------------
+
+    def get(self, handle: Handle) -> list[StoredValue] | None:
+        """The handle's values in index order; None if there is no such handle."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    handle_values.c.idx,
+                    handle_values.c.type_key,
+                    handle_values.c.public_read,
+                    handle_values.c.value_json,
+                )
+                .where(handle_values.c.handle_key == handle.key)
+                .order_by(handle_values.c.idx)
+            ).all()
+            if not rows and not self._exists(connection, handle):
+                return None
+        return [StoredValue(row[0], row[1], bool(row[2]), row[3]) for row in rows]
+
+    @staticmethod
+    def _exists(connection: Connection, handle: Handle) -> bool:
+        found = connection.execute(
+            select(handles.c.handle_key).where(handles.c.handle_key == handle.key)
+        ).first()
+        return found is not None
+
+    def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        """Handles under ``prefix`` (not its derived prefixes), in match-key order."""
+        query = (
+            select(handles.c.handle)
+            .where(handles.c.prefix_key == match_key(parse_prefix(prefix)))
+            .order_by(handles.c.handle_key)
+            .offset(offset)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def count_handles(self, prefix: str) -> int:
+        query = select(func.count()).where(handles.c.prefix_key == match_key(parse_prefix(prefix)))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    # --- writes -----------------------------------------------------------------------
+
+    def create(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool:
+        """Make ``handle`` hold exactly ``values``. Returns True if the handle is new; an
+        existing handle is replaced when ``overwrite``, else HANDLE_ALREADY_EXISTS."""
+        now = utcnow()
+        rows = [{"handle_key": handle.key, **_encode(v, now)} for v in values]
+        try:
+            with self.engine.begin() as connection:
+                existed = self._exists(connection, handle)
+                if existed and not overwrite:
+                    raise HandleError(
+                        ResponseCode.HANDLE_ALREADY_EXISTS, f"Handle {handle} already exists."
+                    )
+                if existed:
+                    connection.execute(
+                        delete(handle_values).where(handle_values.c.handle_key == handle.key)
+                    )
+                    connection.execute(
+                        update(handles)
+                        .where(handles.c.handle_key == handle.key)
+                        .values(updated_at=now)
+                    )
+                else:
+                    connection.execute(
+                        insert(handles).values(
+                            handle_key=handle.key,
+                            handle=str(handle),
+                            prefix_key=match_key(handle.prefix),
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                if rows:
+                    connection.execute(insert(handle_values), rows)
+        except IntegrityError as error:  # a concurrent create of the same handle won
+            raise HandleError(
+                ResponseCode.HANDLE_ALREADY_EXISTS, f"Handle {handle} already exists."
+            ) from error
+        return not existed
+
+    def add_values(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool:
+        """Add ``values`` to an existing handle. A value at an index already used replaces
+        it when ``overwrite``, else VALUE_ALREADY_EXISTS. Returns True if no value was
+        replaced."""
+        now = utcnow()
+        indexes = [v.index for v in values]
+        with self.engine.begin() as connection:
+            if not self._exists(connection, handle):
+                raise HandleError(ResponseCode.HANDLE_NOT_FOUND, f"Handle {handle} not found.")
+            taken = set(
+                connection.execute(
+                    select(handle_values.c.idx).where(
+                        handle_values.c.handle_key == handle.key,
+                        handle_values.c.idx.in_(indexes),
+                    )
+                ).scalars()
+            )
+            if taken and not overwrite:
+                raise HandleError(
+                    ResponseCode.VALUE_ALREADY_EXISTS,
+                    f"Handle {handle} has values at index {', '.join(map(str, sorted(taken)))}.",
+                )
+            if taken:
+                connection.execute(
+                    delete(handle_values).where(
+                        handle_values.c.handle_key == handle.key,
+                        handle_values.c.idx.in_(taken),
+                    )
+                )
+            connection.execute(
+                insert(handle_values),
+                [{"handle_key": handle.key, **_encode(v, now)} for v in values],
+            )
+            connection.execute(
+                update(handles).where(handles.c.handle_key == handle.key).values(updated_at=now)
+            )
+        return not taken
+
+    def remove_values(self, handle: Handle, indexes: Iterable[int]) -> None:
+        """Remove the values at ``indexes``: all of them, or none (VALUES_NOT_FOUND)."""
+        wanted = set(indexes)
+        with self.engine.begin() as connection:
+            if not self._exists(connection, handle):
+                raise HandleError(ResponseCode.HANDLE_NOT_FOUND, f"Handle {handle} not found.")
+            result = connection.execute(
+                delete(handle_values).where(
+                    handle_values.c.handle_key == handle.key,
+                    handle_values.c.idx.in_(wanted),
+                )
+            )
+            if result.rowcount != len(wanted):  # raising rolls the deletion back
+                raise HandleError(
+                    ResponseCode.VALUES_NOT_FOUND,
+                    f"Handle {handle} has no value at some of {sorted(wanted)}.",
+                )
+            connection.execute(
+                update(handles)
+                .where(handles.c.handle_key == handle.key)
+                .values(updated_at=utcnow())
+            )
+
+    def delete(self, handle: Handle) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(handle_values).where(handle_values.c.handle_key == handle.key)
+            )
+            result = connection.execute(delete(handles).where(handles.c.handle_key == handle.key))
+            if result.rowcount == 0:
+                raise HandleError(ResponseCode.HANDLE_NOT_FOUND, f"Handle {handle} not found.")
+
+    # --- homed prefixes ---------------------------------------------------------------
+
+    def home(self, prefix: str, tenant_id: str | None) -> None:
+        """Make this node authoritative for ``prefix``'s handles (idempotent)."""
+        key = match_key(parse_prefix(prefix))
+        try:
+            with self.engine.begin() as connection:
+                found = connection.execute(
+                    select(homed_prefixes.c.prefix_key).where(homed_prefixes.c.prefix_key == key)
+                ).first()
+                if found is None:
+                    connection.execute(
+                        insert(homed_prefixes).values(
+                            prefix_key=key, prefix=prefix, tenant_id=tenant_id, created_at=utcnow()
+                        )
+                    )
+        except IntegrityError:
+            return  # homed concurrently: the outcome is the same
+
+    def unhome(self, prefix: str) -> None:
+        key = match_key(parse_prefix(prefix))
+        with self.engine.begin() as connection:
+            connection.execute(delete(homed_prefixes).where(homed_prefixes.c.prefix_key == key))
+
+    def homed(self) -> list[HomedPrefix]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    homed_prefixes.c.prefix, homed_prefixes.c.tenant_id, homed_prefixes.c.created_at
+                ).order_by(homed_prefixes.c.prefix_key)
+            ).all()
+        return [HomedPrefix(row[0], row[1], row[2]) for row in rows]

@@ -1,0 +1,159 @@
+"""The SQL handle store on SQLite and PostgreSQL: atomic writes, case rules, paging."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from plantwire.db import make_engine, migrate
+from plantwire.ids.codes import HandleError, ResponseCode
+from plantwire.ids.model import AdminPermission, AdminRef, HandleValue, ValuePermissions
+from plantwire.ids.names import parse_handle
+from plantwire.ids.store import SqlHandleStore
+from tests.conftest import make_settings
+
+H = parse_handle("88.101.5/SN-000123")
+URL_TEXT = "https://plant.example/units/SN-000123"
+URL = HandleValue(1, "URL", URL_TEXT.encode())
+ADMIN = HandleValue(100, "HS_ADMIN", AdminRef("0.NA/88.101.5", 200, AdminPermission.all()))
+SECRET = HandleValue(
+    300, "HS_SECKEY", b"hash", permissions=ValuePermissions(True, True, False, False)
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path, database_url: str | None) -> Iterator[SqlHandleStore]:
+    (tmp_path / "data").mkdir()
+    engine = make_engine(make_settings(tmp_path / "data", database_url=database_url).registry_url)
+    migrate(engine)
+    yield SqlHandleStore(engine)
+    engine.dispose()
+
+
+def codes(error: pytest.ExceptionInfo[HandleError]) -> ResponseCode:
+    return error.value.code
+
+
+def test_create_and_get(store: SqlHandleStore) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    assert store.create(H, [ADMIN, URL, SECRET], overwrite=False) is True
+    stored = store.get(H)
+    assert stored is not None
+    assert [v.index for v in stored] == [1, 100, 300]
+    assert [v.type_key for v in stored] == ["url", "hs_admin", "hs_seckey"]
+    assert [v.public_read for v in stored] == [True, True, False]
+    decoded = [v.decode() for v in stored]
+    assert decoded[0].data == URL.data
+    assert decoded[1].data == ADMIN.data
+    assert all(
+        v.timestamp is not None and v.timestamp >= before.replace(microsecond=0) for v in decoded
+    )
+    assert json.loads(stored[0].json)["data"] == {"format": "string", "value": URL_TEXT}
+
+
+def test_ascii_case_insensitive_keeps_original_case(store: SqlHandleStore) -> None:
+    store.create(H, [URL], overwrite=False)
+    assert store.get(parse_handle("88.101.5/sn-000123")) is not None
+    assert store.list_handles("88.101.5") == ["88.101.5/SN-000123"]
+    with pytest.raises(HandleError) as error:
+        store.create(parse_handle("88.101.5/sn-000123"), [URL], overwrite=False)
+    assert codes(error) is ResponseCode.HANDLE_ALREADY_EXISTS
+    assert store.get(parse_handle("88.101.5/SN-000123Ä")) is None
+
+
+def test_overwrite_replaces_the_whole_record(store: SqlHandleStore) -> None:
+    store.create(H, [ADMIN, URL], overwrite=False)
+    assert store.create(H, [HandleValue(2, "EMAIL", b"qa@plant.example")], overwrite=True) is False
+    stored = store.get(H)
+    assert stored is not None
+    assert [v.index for v in stored] == [2]
+
+
+def test_a_handle_with_no_values_exists(store: SqlHandleStore) -> None:
+    store.create(H, [], overwrite=False)
+    assert store.get(H) == []
+    assert store.get(parse_handle("88.101.5/other")) is None
+
+
+def test_add_values(store: SqlHandleStore) -> None:
+    store.create(H, [URL], overwrite=False)
+    assert store.add_values(H, [HandleValue(2, "EMAIL", b"a@b")], overwrite=False) is True
+    with pytest.raises(HandleError) as error:
+        store.add_values(H, [HandleValue(1, "URL", b"https://new")], overwrite=False)
+    assert codes(error) is ResponseCode.VALUE_ALREADY_EXISTS
+    assert store.add_values(H, [HandleValue(1, "URL", b"https://new")], overwrite=True) is False
+    stored = store.get(H)
+    assert stored is not None
+    assert [(v.index, v.decode().data) for v in stored] == [(1, b"https://new"), (2, b"a@b")]
+    with pytest.raises(HandleError) as missing:
+        store.add_values(parse_handle("88/none"), [URL], overwrite=True)
+    assert codes(missing) is ResponseCode.HANDLE_NOT_FOUND
+
+
+def test_remove_values_is_all_or_nothing(store: SqlHandleStore) -> None:
+    store.create(H, [ADMIN, URL, SECRET], overwrite=False)
+    with pytest.raises(HandleError) as error:
+        store.remove_values(H, [1, 7])
+    assert codes(error) is ResponseCode.VALUES_NOT_FOUND
+    stored = store.get(H)
+    assert stored is not None
+    assert len(stored) == 3
+    store.remove_values(H, [1, 300])
+    stored = store.get(H)
+    assert stored is not None
+    assert [v.index for v in stored] == [100]
+
+
+def test_delete(store: SqlHandleStore) -> None:
+    store.create(H, [URL], overwrite=False)
+    store.delete(H)
+    assert store.get(H) is None
+    with pytest.raises(HandleError) as error:
+        store.delete(H)
+    assert codes(error) is ResponseCode.HANDLE_NOT_FOUND
+
+
+def test_list_and_count_by_prefix(store: SqlHandleStore) -> None:
+    for n in range(25):
+        store.create(parse_handle(f"88.101.5/SN-{n:03d}"), [URL], overwrite=False)
+    store.create(parse_handle("88.101.55/SN-000"), [URL], overwrite=False)  # another prefix
+    store.create(parse_handle("88.101.5.1/SN-000"), [URL], overwrite=False)  # a derived one
+    assert store.count_handles("88.101.5") == 25
+    first = store.list_handles("88.101.5", 0, 10)
+    assert first == [f"88.101.5/SN-{n:03d}" for n in range(10)]
+    assert store.list_handles("88.101.5", 20, 10) == [f"88.101.5/SN-{n:03d}" for n in range(20, 25)]
+    assert len(store.list_handles("88.101.5")) == 25
+
+
+def test_concurrent_creates_of_one_handle_have_one_winner(store: SqlHandleStore) -> None:
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            store.create(H, [URL], overwrite=False)
+            outcomes.append("created")
+        except HandleError as error:
+            outcomes.append(error.code.name)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["HANDLE_ALREADY_EXISTS"] * 3 + ["created"]
+
+
+def test_homed_prefixes(store: SqlHandleStore) -> None:
+    store.home("88.101.5", None)
+    store.home("88.101.5", None)  # idempotent
+    store.home("88.101.6", None)
+    assert [p.prefix for p in store.homed()] == ["88.101.5", "88.101.6"]
+    store.unhome("88.101.5")
+    assert [p.prefix for p in store.homed()] == ["88.101.6"]

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SAWarning, SQLAlchemyError
 from plantwire import __version__
 from plantwire.config import CONFIG_FILE_NAME, Settings
 from plantwire.datadir import FORMAT_VERSION, read_format, write_format
-from plantwire.db import current_revision, known_revision, make_engine, migrate
+from plantwire.db import current_revision, known_revision, make_engine, migrate, writing
 
 __all__ = ["MANIFEST", "BackupError", "make_backup", "restore_backup"]
 
@@ -187,7 +187,7 @@ def _decode_row(table: Table, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_registry(engine: Engine, source: Path, manifest: dict[str, Any]) -> None:
-    with engine.begin() as connection:
+    with writing(engine) as connection:
         metadata = _reflect(connection)
         for table in metadata.sorted_tables:
             if table.name in _SKIP_TABLES:

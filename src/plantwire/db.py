@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "migrate",
     "ping",
     "transaction",
+    "writing",
 ]
 
 
@@ -35,19 +36,37 @@ class Base(DeclarativeBase):
     """Declarative base of every registry table."""
 
 
+WRITE = "plantwire_write"  # execution option marking a connection whose transaction writes
+
+
 def make_engine(url: str) -> Engine:
-    """An engine with the settings each backend needs to serve many concurrent requests."""
+    """An engine with the settings each backend needs to serve many concurrent requests.
+    SQL parameters are kept out of error messages and logs: they may be secrets' hashes."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # SQLAlchemy, not the sqlite3 module, says when transactions begin (below)
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            # A transaction that writes takes SQLite's write lock at its start, so it waits
+            # its turn (busy_timeout) instead of failing on a stale snapshot when it first
+            # writes, and its checks cannot race another writer's.
+            write = connection.get_execution_options().get(WRITE, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return create_engine(
@@ -56,6 +75,7 @@ def make_engine(url: str) -> Engine:
         pool_size=10,
         max_overflow=20,
         connect_args={"connect_timeout": 3},
+        hide_parameters=True,
     )
 
 
@@ -65,9 +85,20 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commits if the block succeeds, rolls back everything if it raises."""
+    """One unit of work that writes: commits if the block succeeds, rolls back everything if
+    it raises."""
     with factory() as session, session.begin():
+        session.connection(execution_options={WRITE: True})
         yield session
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A Core connection in a transaction that writes (see ``transaction``)."""
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE: True})
+        with connection.begin():
+            yield connection
 
 
 def ping(engine: Engine) -> None:

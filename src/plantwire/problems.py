@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
@@ -122,6 +123,15 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's words for a body that is not UTF-8 (or not readable as JSON at all)
+        return problem_response(
+            400,
+            "The request body is not valid UTF-8 JSON.",
+            title="Malformed JSON",
+            type_="urn:plantwire:problem:malformed-json",
+            instance=request.url.path,
+        )
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
     if exc.status_code == 404 and detail == "Not Found":
         detail = None
@@ -172,8 +182,21 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_unstorable(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused a value the API let through (PostgreSQL stores no NUL character
+    in text): the input was bad, so the answer is 400, not 500."""
+    _log.warning("database refused a value", path=request.url.path, error=type(exc).__name__)
+    return problem_response(
+        400,
+        "The request holds a value the database cannot store (such as a NUL character).",
+        type_="urn:plantwire:problem:unstorable-value",
+        instance=request.url.path,
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(DataError, _on_unstorable)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from plantwire.db import writing
 from plantwire.ids.codes import HandleError, ResponseCode
 from plantwire.ids.handle_json import value_from_json, value_to_json
 from plantwire.ids.model import HandleValue
@@ -138,7 +139,7 @@ class SqlHandleStore:
         now = utcnow()
         rows = [{"handle_key": handle.key, **_encode(v, now)} for v in values]
         try:
-            with self.engine.begin() as connection:
+            with writing(self.engine) as connection:
                 existed = self._exists(connection, handle)
                 if existed and not overwrite:
                     raise HandleError(
@@ -177,7 +178,7 @@ class SqlHandleStore:
         replaced."""
         now = utcnow()
         indexes = [v.index for v in values]
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             if not self._exists(connection, handle):
                 raise HandleError(ResponseCode.HANDLE_NOT_FOUND, f"Handle {handle} not found.")
             taken = set(
@@ -212,7 +213,7 @@ class SqlHandleStore:
     def remove_values(self, handle: Handle, indexes: Iterable[int]) -> None:
         """Remove the values at ``indexes``: all of them, or none (VALUES_NOT_FOUND)."""
         wanted = set(indexes)
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             if not self._exists(connection, handle):
                 raise HandleError(ResponseCode.HANDLE_NOT_FOUND, f"Handle {handle} not found.")
             result = connection.execute(
@@ -233,7 +234,7 @@ class SqlHandleStore:
             )
 
     def delete(self, handle: Handle) -> None:
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             connection.execute(
                 delete(handle_values).where(handle_values.c.handle_key == handle.key)
             )
@@ -247,7 +248,7 @@ class SqlHandleStore:
         """Make this node authoritative for ``prefix``'s handles (idempotent)."""
         key = match_key(parse_prefix(prefix))
         try:
-            with self.engine.begin() as connection:
+            with writing(self.engine) as connection:
                 found = connection.execute(
                     select(homed_prefixes.c.prefix_key).where(homed_prefixes.c.prefix_key == key)
                 ).first()
@@ -262,7 +263,7 @@ class SqlHandleStore:
 
     def unhome(self, prefix: str) -> None:
         key = match_key(parse_prefix(prefix))
-        with self.engine.begin() as connection:
+        with writing(self.engine) as connection:
             connection.execute(delete(homed_prefixes).where(homed_prefixes.c.prefix_key == key))
 
     def homed(self) -> list[HomedPrefix]:

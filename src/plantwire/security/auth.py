@@ -10,11 +10,12 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from fastapi.security import APIKeyCookie, HTTPBearer
 from sqlalchemy import bindparam, select
 from starlette.exceptions import HTTPException
 
@@ -33,7 +34,24 @@ _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def source_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address, as the audit log and the per-address login limit record it: an IP
+    address, or a short host-like token (such as the test client's ``testclient``); anything
+    else (a proxy passing odd X-Forwarded-For text) is ``invalid``. Never over 64 characters,
+    the width of the audit log's ``source`` column."""
+    import ipaddress
+    import re
+
+    if request.client is None:
+        return "unknown"
+    host = request.client.host
+    if len(host) > 64:
+        return "invalid"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", host) is None:
+            return "invalid"
+    return host
 
 
 def _unauthorised(detail: str) -> Problem:
@@ -91,7 +109,27 @@ _TOKEN_LOOKUP = (
 )
 
 
-def authenticate(request: Request, platform: Platform = Depends(get_platform)) -> Principal:
+# For the OpenAPI document only: FastAPI declares these schemes, and which operations take
+# them, from these dependencies. Reading and checking the secret is authenticate()'s work.
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="A session token from POST /api/v1/auth/login, or an API token.",
+)
+_COOKIE = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description="The session cookie login sets, for the console.",
+)
+
+
+def authenticate(
+    request: Request,
+    platform: Platform = Depends(get_platform),
+    _bearer: object = Security(_BEARER),
+    _cookie: object = Security(_COOKIE),
+) -> Principal:
     """The calling principal, or 401."""
     presented = _presented_secret(request)
     if presented is None:
@@ -149,6 +187,12 @@ def require(permission: Permission) -> Callable[..., Iterator[Principal]]:
     return dependency
 
 
+def _printable(text: str) -> str:
+    """What a caller sent, made safe to store: control characters (a NUL is refused by
+    PostgreSQL) written as escapes."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def _audit_unsuccessful_write(
     platform: Platform,
     request: Request,
@@ -160,6 +204,8 @@ def _audit_unsuccessful_write(
         return
     refused = problem.status in (401, 403, 404)
     target_id = next(iter(request.path_params.values()), None)
+    if target_id is not None:
+        target_id = _printable(str(target_id))
     audit.record_apart(
         platform.sessions,
         actor=principal,
@@ -171,7 +217,7 @@ def _audit_unsuccessful_write(
         outcome=audit.Outcome.DENIED if refused else audit.Outcome.FAILURE,
         detail={
             "method": request.method,
-            "path": request.url.path,
+            "path": _printable(request.url.path),
             "status": problem.status,
             "reason": problem.detail or problem.title,
         },

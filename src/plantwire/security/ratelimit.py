@@ -45,9 +45,26 @@ class _Window:
     def clear(self, key: str) -> None:
         self.failures.pop(key, None)
 
+    def forget_one(self, key: str) -> None:
+        stamps = self.failures.get(key)
+        if stamps:
+            stamps.pop()
+            if not stamps:
+                del self.failures[key]
+
+    def sweep(self, now: float) -> None:
+        for key in list(self.failures):
+            self._trim(key, now)
+
 
 class LoginLimiter:
-    """``retry_after`` tells how many seconds a login attempt must wait (0: go ahead)."""
+    """Counts login attempts per username and per source address.
+
+    ``attempt`` is called before the password is checked: under one lock it either refuses
+    (the seconds to wait) or counts the attempt as a failure, so parallel requests cannot
+    all slip in before any failure is recorded. ``succeeded`` then takes the attempt back."""
+
+    _SWEEP_EVERY = 1024  # attempts between sweeps of keys not seen again
 
     def __init__(
         self,
@@ -60,21 +77,34 @@ class LoginLimiter:
         self._clock = clock
         self._users = _Window(per_user, window_seconds, clock)
         self._addresses = _Window(per_address, window_seconds, clock)
+        self._since_sweep = 0
 
-    def retry_after(self, username: str, address: str) -> int:
+    def attempt(self, username: str, address: str) -> int:
+        """0 and the attempt is counted, or the seconds to wait before trying again."""
+        user = username.casefold()
         with self._lock:
             now = self._clock()
-            return max(
-                self._users.retry_after(username.casefold(), now),
-                self._addresses.retry_after(address, now),
+            self._since_sweep += 1
+            if self._since_sweep >= self._SWEEP_EVERY:
+                self._since_sweep = 0
+                self._users.sweep(now)
+                self._addresses.sweep(now)
+            wait = max(
+                self._users.retry_after(user, now), self._addresses.retry_after(address, now)
             )
-
-    def failed(self, username: str, address: str) -> None:
-        with self._lock:
-            now = self._clock()
-            self._users.add(username.casefold(), now)
+            if wait:
+                return wait
+            self._users.add(user, now)
             self._addresses.add(address, now)
+            return 0
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, address: str) -> None:
+        """The attempt was right: clear the username's failures, take back this one."""
         with self._lock:
             self._users.clear(username.casefold())
+            self._addresses.forget_one(address)
+
+    def tracked_keys(self) -> int:
+        """How many usernames and addresses are remembered (memory stays bounded by this)."""
+        with self._lock:
+            return len(self._users.failures) + len(self._addresses.failures)

@@ -27,6 +27,9 @@ class Role(enum.StrEnum):
     def at_most(self, other: Role) -> bool:
         return self.rank <= other.rank
 
+    def at_least(self, other: Role) -> bool:
+        return self.rank >= other.rank
+
     @property
     def is_platform(self) -> bool:
         """Platform admins belong to no tenant; every other role belongs to exactly one."""

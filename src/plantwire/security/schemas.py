@@ -43,8 +43,12 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+NoControl = r"^[^\x00-\x1f\x7f]+$"
+Id = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,64}$")]
+
+
 class LoginIn(_In):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NoControl)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
@@ -78,7 +82,7 @@ class UserIn(_In):
     username: Username
     password: Password
     role: Role
-    tenant: str | None = Field(
+    tenant: Id | None = Field(
         None, description="Tenant id; a tenant admin may omit it for their own tenant."
     )
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from plantwire.db import Base
 
-__all__ = ["ApiToken", "AuditEntry", "Tenant", "UTCDateTime", "User", "new_id", "utcnow"]
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "Tenant",
+    "UTCDateTime",
+    "User",
+    "name_key",
+    "new_id",
+    "utcnow",
+]
 
 
 def new_id() -> str:
@@ -62,6 +72,7 @@ class Tenant(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(400), unique=True)  # name_key(name)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -81,10 +92,16 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-# Names are unique regardless of letter case ("Acme" and "ACME" are one enterprise); the
-# database enforces it, so two concurrent creates cannot both win.
-Index("uq_tenants_name_lower", func.lower(Tenant.name), unique=True)
+# Usernames (ASCII by their pattern) are unique regardless of case; the database enforces it,
+# so two concurrent creates cannot both win.
 Index("uq_users_username_lower", func.lower(User.username), unique=True)
+
+
+def name_key(name: str) -> str:
+    """The form tenant names are unique in: Unicode-normalised and case-folded in Python, so
+    'Ärzte' and 'ärzte' collide on SQLite and PostgreSQL alike (each database's own lower()
+    folds different letters)."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 class ApiToken(Base):

@@ -36,6 +36,7 @@ def upgrade() -> None:
         "tenants",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("name_key", sa.String(400), nullable=False, unique=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
     op.create_table(
@@ -49,8 +50,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
     op.create_index("ix_users_tenant_id", "users", ["tenant_id"])
-    # case-insensitive uniqueness, enforced by the database itself
-    op.create_index("uq_tenants_name_lower", "tenants", [sa.text("lower(name)")], unique=True)
+    # usernames are unique regardless of case, enforced by the database itself
     op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True)
     op.create_table(
         "api_tokens",

@@ -17,7 +17,7 @@ __all__ = ["READ_ERRORS", "WRITE_ERRORS", "Limit", "Offset", "audited", "not_fou
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
 
-READ_ERRORS = problem_responses(400, 401, 403, 404, 422)
+READ_ERRORS = problem_responses(400, 401, 403, 404, 413, 422)
 WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422)
 
 

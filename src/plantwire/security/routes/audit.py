@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -12,19 +13,22 @@ from plantwire.platform import Platform, get_platform
 from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
-from plantwire.security.routes._common import READ_ERRORS, Limit
+from plantwire.security.routes._common import READ_ERRORS, Limit, invalid
 from plantwire.security.schemas import AuditPage
 from plantwire.security.tables import AuditEntry
 from plantwire.security.views import audit_out
 
 router = APIRouter(prefix="/audit", tags=["audit"], route_class=AuthenticateFirst)
 
-_Filter = Annotated[str | None, Query(max_length=100)]
+_Filter = Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 @router.get("", response_model=AuditPage, responses=READ_ERRORS, summary="Read the audit log")
 def read_audit(
-    tenant: Annotated[str | None, Query(description="Platform admins: one tenant only.")] = None,
+    tenant: Annotated[
+        str | None,
+        Query(description="Platform admins: one tenant only.", pattern=r"^[0-9A-Za-z-]{1,64}$"),
+    ] = None,
     action: _Filter = None,
     actor: _Filter = None,
     target_type: _Filter = None,
@@ -51,10 +55,13 @@ def read_audit(
     ):
         if value is not None:
             query = query.where(column == value)
-    if since is not None:
-        query = query.where(AuditEntry.at >= since)
-    if until is not None:
-        query = query.where(AuditEntry.at < until)
+    try:  # a date whose UTC form falls outside years 1..9999 cannot be compared
+        if since is not None:
+            query = query.where(AuditEntry.at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(AuditEntry.at < until.astimezone(UTC))
+    except OverflowError as error:
+        raise invalid("since/until must fall within the years 1 to 9999 in UTC.") from error
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     with platform.sessions() as session:

@@ -35,7 +35,7 @@ def login(
     platform: Platform = Depends(get_platform),
 ) -> LoginOut:
     address = source_address(request)
-    wait = platform.login_limiter.retry_after(body.username, address)
+    wait = platform.login_limiter.attempt(body.username, address)  # counted from here
     if wait:
         raise Problem(
             429,
@@ -48,7 +48,6 @@ def login(
         user = session.scalars(select(User).where(by_name)).first()
     valid = platform.passwords.verify(user.password_hash if user else None, body.password)
     if user is None or not valid or user.disabled:
-        platform.login_limiter.failed(body.username, address)
         audit.record_apart(
             platform.sessions,
             actor=None,
@@ -64,7 +63,7 @@ def login(
         raise Problem(
             401, "Wrong username or password.", type_="urn:plantwire:problem:login-failed"
         )
-    platform.login_limiter.succeeded(body.username)
+    platform.login_limiter.succeeded(body.username, address)
     secret = new_secret()
     expires = utcnow() + timedelta(seconds=platform.settings.session_ttl_seconds)
     with transaction(platform.sessions) as session:
@@ -119,7 +118,7 @@ def _prune_sessions(session: Session, user_id: str) -> None:
 @router.post(
     "/logout",
     status_code=204,
-    responses=problem_responses(401),
+    responses=problem_responses(401, 403),
     summary="End the session (or revoke the token) used for this request",
 )
 def logout(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from plantwire.security.routes._common import (
     not_found,
 )
 from plantwire.security.schemas import TenantIn, TenantOut, TenantPage
-from plantwire.security.tables import Tenant, User
+from plantwire.security.tables import Tenant, User, name_key
 from plantwire.security.views import tenant_out
 
 router = APIRouter(prefix="/tenants", tags=["tenants"], route_class=AuthenticateFirst)
@@ -63,11 +63,9 @@ def create_tenant(
 ) -> TenantOut:
     try:
         with transaction(platform.sessions) as session:
-            if session.scalar(
-                select(exists().where(func.lower(Tenant.name) == func.lower(body.name)))
-            ):
+            if session.scalar(select(exists().where(Tenant.name_key == name_key(body.name)))):
                 raise _name_taken(body.name)
-            tenant = Tenant(name=body.name)
+            tenant = Tenant(name=body.name, name_key=name_key(body.name))
             session.add(tenant)
             session.flush()
             audited(session, request, principal, "tenant.create", "tenant", tenant.id, tenant.id)
@@ -107,12 +105,13 @@ def update_tenant(
         with transaction(platform.sessions) as session:
             tenant = _reachable(session, principal, tenant_id)
             clash = select(Tenant.id).where(
-                func.lower(Tenant.name) == func.lower(body.name), Tenant.id != tenant.id
+                Tenant.name_key == name_key(body.name), Tenant.id != tenant.id
             )
             if session.scalar(clash) is not None:
                 raise _name_taken(body.name)
             old = tenant.name
             tenant.name = body.name
+            tenant.name_key = name_key(body.name)
             audited(
                 session,
                 request,
@@ -152,3 +151,11 @@ def delete_tenant(
             {"name": tenant.name},
         )
         session.delete(tenant)
+        try:
+            session.flush()
+        except IntegrityError as error:
+            # another pillar's resources (identifier prefixes, devices…) still point at it, or
+            # a user was added meanwhile: the foreign keys refuse, and so do we
+            raise conflict(
+                "The tenant still has resources (users, identifier prefixes…); remove them first."
+            ) from error

@@ -85,6 +85,9 @@ def create_token(
     platform: Platform = Depends(get_platform),
 ) -> TokenCreated:
     role = body.role or principal.role
+    if principal.tenant_id is None and not role.is_platform:
+        # a tenant role needs a tenant to be scoped to; a platform admin has none
+        raise invalid("A platform admin's tokens carry the platform-admin role.")
     if not role.at_most(principal.role):
         raise forbidden(
             f"A token's role may not exceed your own ('{principal.role}').",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from plantwire.db import transaction
 from plantwire.platform import Platform, get_platform
+from plantwire.problems import Problem
 from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission, Role
@@ -44,16 +45,43 @@ def _check_role_grant(principal: Principal, role: Role) -> None:
         raise forbidden(f"Role '{principal.role}' cannot grant role '{role}'.")
 
 
-def _platform_admins(session: Session) -> int:
+def _active_platform_admins(session: Session) -> int:
     query = select(func.count()).where(
         User.role == Role.PLATFORM_ADMIN.value, User.disabled.is_(False)
     )
     return session.scalar(query) or 0
 
 
+def _begin_user_change(session: Session, principal: Principal) -> None:
+    """Start a change that may take a platform admin away. Concurrent changes take turns
+    (PostgreSQL: the platform admins' rows are locked; SQLite: writes are serialised), and
+    the caller must still be who it was when authenticated: two admins removing each other
+    at once leave one, not none. Only platform admins can reach platform admins, so tenant
+    admins' changes need no such turn-taking."""
+    if not principal.is_platform_admin:
+        return
+    session.execute(select(User.id).where(User.role == Role.PLATFORM_ADMIN.value).with_for_update())
+    caller = session.get(User, principal.user_id)
+    if caller is None or caller.disabled or not Role(caller.role).at_least(principal.role):
+        raise Problem(
+            401,
+            "Your account changed while this request waited; authenticate again.",
+            type_="urn:plantwire:problem:unauthenticated",
+        )
+
+
+def _keep_a_platform_admin(session: Session) -> None:
+    session.flush()
+    if _active_platform_admins(session) == 0:
+        raise conflict("The platform must keep at least one active platform admin.")
+
+
 @router.get("", response_model=UserPage, responses=READ_ERRORS, summary="List users")
 def list_users(
-    tenant: Annotated[str | None, Query(description="Platform admins: one tenant's users.")] = None,
+    tenant: Annotated[
+        str | None,
+        Query(description="Platform admins: one tenant's users.", pattern=r"^[0-9A-Za-z-]{1,64}$"),
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
     principal: Principal = Depends(require(Permission.USER_READ)),
@@ -116,6 +144,10 @@ def create_user(
                 {"username": user.username, "role": user.role},
             )
     except IntegrityError as error:
+        # the tenant was deleted meanwhile, or the username taken meanwhile
+        with platform.sessions() as session:
+            if tenant_id is not None and session.get(Tenant, tenant_id) is None:
+                raise not_found("tenant", tenant_id) from error
         raise conflict(f"The username '{body.username}' is taken.") from error
     return user_out(user)
 
@@ -145,6 +177,7 @@ def update_user(
 ) -> UserOut:
     password_hash = platform.passwords.hash(body.password) if body.password else None
     with transaction(platform.sessions) as session:
+        _begin_user_change(session, principal)
         user = _reachable(session, principal, user_id)
         _check_role_grant(principal, Role(user.role))
         changes: dict[str, object] = {}
@@ -169,9 +202,8 @@ def update_user(
                 .where(ApiToken.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
-        session.flush()
-        if was_active_platform_admin and _platform_admins(session) == 0:
-            raise conflict("The platform must keep at least one active platform admin.")
+        if was_active_platform_admin:
+            _keep_a_platform_admin(session)
         if changes:
             audited(
                 session,
@@ -194,10 +226,12 @@ def delete_user(
     platform: Platform = Depends(get_platform),
 ) -> None:
     with transaction(platform.sessions) as session:
+        _begin_user_change(session, principal)
         user = _reachable(session, principal, user_id)
         _check_role_grant(principal, Role(user.role))
         if user.id == principal.user_id:
             raise conflict("You cannot delete yourself.")
+        was_active_platform_admin = user.role == Role.PLATFORM_ADMIN and not user.disabled
         audited(
             session,
             request,
@@ -209,3 +243,5 @@ def delete_user(
             {"username": user.username},
         )
         session.delete(user)
+        if was_active_platform_admin:
+            _keep_a_platform_admin(session)

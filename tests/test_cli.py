@@ -16,7 +16,9 @@ import pytest
 import trustme
 
 from plantwire import __version__
-from plantwire.datadir import FORMAT_FILE
+from plantwire.datadir import FORMAT_FILE, DataDirError, read_format
+from plantwire.lifecycle import initialise
+from tests.conftest import ADMIN_PASSWORD, make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +105,137 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "http_port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def assert_operator_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit status 2 and one ``plantwire: ...`` message, never a Python traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert result.stderr.startswith("plantwire: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stdout
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_init_on_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("", encoding="utf-8")
+    assert_operator_error(run("init", "--data-dir", str(afile)), str(afile), "File exists")
+    assert_operator_error(run("up", "--data-dir", str(afile), "--http-port", "0"), str(afile))
+
+
+def test_backup_and_restore_onto_files_are_clear_errors(tmp_path: Path) -> None:
+    data = str(tmp_path / "d")
+    assert (
+        run("init", "--data-dir", data, env={"PLANTWIRE_ADMIN_PASSWORD": "pw-123456"}).returncode
+        == 0
+    )
+    afile = tmp_path / "afile"
+    afile.write_text("", encoding="utf-8")
+    assert_operator_error(run("backup", str(afile), "--data-dir", data), str(afile))
+    assert run("backup", str(tmp_path / "bk"), "--data-dir", data).returncode == 0
+    assert_operator_error(
+        run("restore", str(tmp_path / "bk"), "--data-dir", str(afile)), str(afile)
+    )
+
+
+def test_unreachable_postgres_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"PLANTWIRE_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"}
+    for command in ("init", "up"):
+        result = run(command, "--data-dir", str(tmp_path / command), env=env)
+        assert_operator_error(result, "database error", "127.0.0.1")
+    assert not (tmp_path / "init" / FORMAT_FILE).exists()
+
+
+def test_up_checks_the_tls_files_first(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    missing = tmp_path / "missing.pem"
+    result = run(
+        "up", "--data-dir", str(data), "--tls-cert", str(missing), "--tls-key", str(missing)
+    )
+    assert_operator_error(result, "tls_cert", str(missing), "No such file")
+    assert not data.exists()  # refused before anything was initialised
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    result = run(
+        "up", "--data-dir", str(data), "--tls-cert", str(directory), "--tls-key", str(directory)
+    )
+    assert_operator_error(result, "tls_cert", "Is a directory")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate", encoding="utf-8")
+    result = run(
+        "up", "--data-dir", str(data), "--tls-cert", str(garbage), "--tls-key", str(garbage)
+    )
+    assert_operator_error(result, "not a usable PEM certificate")
+
+
+def test_format_file_that_cannot_be_read(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert (
+        run(
+            "init", "--data-dir", str(data), env={"PLANTWIRE_ADMIN_PASSWORD": "pw-123456"}
+        ).returncode
+        == 0
+    )
+    (data / FORMAT_FILE).unlink()
+    (data / FORMAT_FILE).mkdir()
+    with pytest.raises(DataDirError, match="cannot be read"):
+        read_format(data)
+    for command in ("init", "up"):
+        assert_operator_error(run(command, "--data-dir", str(data)), FORMAT_FILE, "cannot be read")
+    assert_operator_error(
+        run("backup", str(tmp_path / "bk"), "--data-dir", str(data)), "cannot be read"
+    )
+
+
+def test_init_reports_an_existing_admin(tmp_path: Path) -> None:
+    """A data dir whose format file is gone is initialised again, over a registry that has its
+    admin already: init must not claim to have created one."""
+    settings = make_settings(tmp_path / "d")
+    first = initialise(settings, ADMIN_PASSWORD)
+    assert first.created
+    assert first.admin is not None
+    assert first.admin.created
+    assert first.admin_password is None  # the given password, none generated
+    (settings.data_dir / FORMAT_FILE).unlink()
+    again = initialise(settings, None)
+    assert again.created
+    assert again.admin is not None
+    assert not again.admin.created
+    assert again.admin_password is None
+    assert (settings.data_dir / FORMAT_FILE).exists()
+
+
+@pytest.mark.postgres
+def test_second_data_dir_on_the_same_postgres_creates_no_admin(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    first = initialise(make_settings(tmp_path / "one", database_url=postgres_url), None)
+    assert first.admin is not None
+    assert first.admin.created
+    assert first.admin_password
+    second = initialise(make_settings(tmp_path / "two", database_url=postgres_url), None)
+    assert second.created
+    assert second.admin is not None
+    assert not second.admin.created
+    assert second.admin_password is None
+
+
+def test_init_prints_the_truth_about_the_admin(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    env = {"PLANTWIRE_ADMIN_PASSWORD": "pw-123456"}
+    first = run("init", "--data-dir", str(data), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "Platform admin 'admin' created with the password in PLANTWIRE_ADMIN_PASSWORD" in (
+        first.stdout
+    )
+    (data / FORMAT_FILE).unlink()
+    again = run("init", "--data-dir", str(data), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "Initialised plantwire data dir" in again.stdout
+    assert "A platform admin exists already; no new admin was created." in again.stdout
+    assert "created with the password" not in again.stdout
+    assert "shown only this once" not in again.stdout
 
 
 @contextmanager

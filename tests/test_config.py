@@ -48,6 +48,56 @@ def test_postgres_url_gets_the_psycopg_driver(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///plantwire.db",
+        "sqlite+pysqlite:////srv/plantwire/plantwire.db",
+        "postgresql://u@db.example/plantwire",
+        "postgresql+psycopg://u:p@db.example:5432/plantwire?sslmode=verify-full",
+    ],
+)
+def test_supported_database_urls(tmp_path: Path, url: str) -> None:
+    loaded = load_settings(tmp_path, database_url=url)
+    assert loaded.database_url == url
+    assert loaded.registry_url.startswith(("sqlite", "postgresql+psycopg://"))
+
+
+def test_registry_url_keeps_explicit_drivers(tmp_path: Path) -> None:
+    for url in ("postgresql+psycopg://u@db.example/p", "sqlite+pysqlite:///x.db"):
+        assert load_settings(tmp_path, database_url=url).registry_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlitefoo:///x.db", "scheme 'sqlitefoo' is not supported"),
+        ("sqlite+aiosqlite:///x.db", "scheme 'sqlite\\+aiosqlite' is not supported"),
+        ("postgresql+asyncpg://u@h/db", "scheme 'postgresql\\+asyncpg' is not supported"),
+        ("postgresqlx://u@h/db", "scheme 'postgresqlx' is not supported"),
+        ("postgres://u@h/db", "scheme 'postgres' is not supported"),
+        ("mysql://u@h/db", "scheme 'mysql' is not supported"),
+        ("sqlite", "is not a database URL"),
+        ("postgresql://u@h:port/db", "is not a database URL"),
+    ],
+)
+def test_unsupported_database_urls_are_refused(tmp_path: Path, url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"database_url: .*{message}"):
+        load_settings(tmp_path, database_url=url)
+
+
+@pytest.mark.parametrize(
+    ("setting", "highest"),
+    [("session_ttl_seconds", 366 * 24 * 3600), ("token_max_ttl_days", 3650)],
+)
+def test_lifetimes_have_an_upper_bound(tmp_path: Path, setting: str, highest: int) -> None:
+    assert getattr(load_settings(tmp_path, **{setting: highest}), setting) == highest
+    with pytest.raises(ConfigError, match=f"{setting}: Input should be less than or equal"):
+        load_settings(tmp_path, **{setting: highest + 1})
+    with pytest.raises(ConfigError, match=setting):
+        load_settings(tmp_path, **{setting: 10**12})
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         ("http_port = [", "not valid TOML"),

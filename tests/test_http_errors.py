@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from plantwire.app import create_app
 from plantwire.lifecycle import initialise
+from plantwire.security.auth import source_address
 from tests.conftest import ADMIN_PASSWORD, login, make_settings
 
 PROBLEM = "application/problem+json"
@@ -139,3 +141,47 @@ def test_request_id_header(client: TestClient) -> None:
     second = client.get("/api/missing").headers["x-request-id"]
     assert len(first) == 32
     assert first != second
+
+
+@pytest.mark.parametrize(
+    ("host", "recorded"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("testclient", "testclient"),
+        ("proxy-1.plant.local", "proxy-1.plant.local"),
+        ("h" * 64, "h" * 64),
+        ("h" * 65, "invalid"),
+        ("h" * 70, "invalid"),
+        ("", "invalid"),
+        ("10.0.0.1, 10.0.0.2", "invalid"),
+        ("<script>", "invalid"),
+        ("a\x00b", "invalid"),
+        (None, "unknown"),
+    ],
+)
+def test_source_address(host: str | None, recorded: str) -> None:
+    scope: dict[str, object] = {
+        "type": "http",
+        "headers": [],
+        "client": None if host is None else (host, 1),
+    }
+    assert source_address(Request(scope)) == recorded
+
+
+def test_overlong_client_address_does_not_break_login(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """A 70-character client host (e.g. from X-Forwarded-For) used to overflow the audit log's
+    64-character source column: a 500 on PostgreSQL."""
+    settings = make_settings(tmp_path / "data", database_url=database_url)
+    initialise(settings, ADMIN_PASSWORD)
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False, client=("h" * 70, 1)) as odd_client:
+        wrong = {"username": "admin", "password": "not-the-password"}
+        assert_problem(odd_client.post("/api/v1/auth/login", json=wrong), 401)
+        headers = login(odd_client, "admin", ADMIN_PASSWORD)
+        entries = odd_client.get("/api/v1/audit", headers=headers).json()["items"]
+    logins = [entry["source"] for entry in entries if entry["action"] == "auth.login"]
+    assert logins == ["invalid", "invalid"]  # the successful and the failed login
+    assert all(len(entry["source"]) <= 64 for entry in entries)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +39,74 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _describe(error: BaseException) -> str:
+    """An operator-facing one-line account of a file system or database error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(error, SQLAlchemyError):
+        cause = getattr(error, "orig", None) or error
+        text = " ".join(str(cause).split()) or type(cause).__name__
+        return f"database error: {text}"
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename is not None else ""
+        if error.filename2 is not None:
+            where = f"{error.filename} -> {error.filename2}: "
+        return f"{where}{error.strerror}"
+    return str(error) or type(error).__name__
+
+
+@contextmanager
+def _operator_errors(*expected: type[Exception]) -> Iterator[None]:
+    """Turn the errors an operator can cause or fix (``expected`` ones, which carry their own
+    message, and file system and database errors) into a ``plantwire: ...`` line and exit
+    status 2, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except expected as error:
+        raise _fail(str(error)) from error
+    except (OSError, SQLAlchemyError) as error:
+        raise _fail(_describe(error)) from error
+
+
+def _check_readable(setting: str, path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as error:
+        raise _fail(f"cannot read {setting} {path}: {error.strerror or error}") from error
+
+
+class _KeyNeedsPassword(Exception):
+    pass
+
+
+def _no_password() -> str:
+    raise _KeyNeedsPassword
+
+
+def _check_tls(settings: Settings) -> None:
+    """Refuse to start with a TLS certificate or key that cannot be read or used."""
+    import ssl
+
+    if settings.tls_cert is None or settings.tls_key is None:
+        return
+    _check_readable("tls_cert", settings.tls_cert)
+    _check_readable("tls_key", settings.tls_key)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.tls_cert, settings.tls_key, password=_no_password
+        )
+    except _KeyNeedsPassword:
+        return  # an encrypted key: the server asks for its passphrase when it starts
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        raise _fail(
+            f"tls_cert {settings.tls_cert} and tls_key {settings.tls_key} are not a usable PEM "
+            f"certificate chain and matching private key ({error})."
+        ) from error
+
+
 def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     try:
         return load_settings(data_dir, **overrides)
@@ -63,18 +133,18 @@ def init(data_dir: DataDir = None) -> None:
     password = os.environ.get("PLANTWIRE_ADMIN_PASSWORD") or None
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise _fail(f"PLANTWIRE_ADMIN_PASSWORD needs at least {MIN_PASSWORD_LENGTH} characters.")
-    try:
+    with _operator_errors(DataDirError):
         result = initialise(settings, password)
-    except DataDirError as error:
-        raise _fail(str(error)) from error
-    where = settings.data_dir.resolve()
+        where = settings.data_dir.resolve()
     if not result.created:
         typer.echo(f"{where} is initialised already; schema is up to date.")
         return
     typer.echo(f"Initialised plantwire data dir {where}")
-    if result.admin_password:
+    if result.admin is None or not result.admin.created:
+        typer.echo("A platform admin exists already; no new admin was created.")
+    elif result.admin.generated_password:
         typer.echo("Platform admin 'admin' created. Its password, shown only this once:")
-        typer.echo(f"  {result.admin_password}")
+        typer.echo(f"  {result.admin.generated_password}")
     else:
         typer.echo("Platform admin 'admin' created with the password in PLANTWIRE_ADMIN_PASSWORD.")
 
@@ -99,13 +169,13 @@ def up(
         data_dir, http_host=host, http_port=http_port, tls_cert=tls_cert, tls_key=tls_key
     )
     configure_logging(settings.log_format, settings.log_level)
-    try:
+    _check_tls(settings)
+    with _operator_errors(DataDirError):
         if read_format(settings.data_dir) is None:
             init(settings.data_dir)
         else:
             prepare(settings)
-    except DataDirError as error:
-        raise _fail(str(error)) from error
+        application = create_app(settings)
     scheme = "https" if settings.tls_enabled else "http"
     base = f"{scheme}://{settings.http_host}:{settings.http_port}"
     typer.echo(f"plantwire {__version__} serving on {base}")
@@ -114,16 +184,17 @@ def up(
         """-d '{"username": "admin", "password": "..."}'"""
     )
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        ssl_certfile=settings.tls_cert,
-        ssl_keyfile=settings.tls_key,
-        access_log=False,
-        log_config=None,
-        server_header=False,
-    )
+    with _operator_errors():
+        uvicorn.run(
+            application,
+            host=settings.http_host,
+            port=settings.http_port,
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
+            access_log=False,
+            log_config=None,
+            server_header=False,
+        )
 
 
 @app.command()
@@ -133,12 +204,11 @@ def backup(
 ) -> None:
     """Write a consistent backup of the data dir (safe while the platform runs)."""
     from plantwire.backup import BackupError, make_backup
+    from plantwire.datadir import DataDirError
 
     settings = _settings(data_dir)
-    try:
+    with _operator_errors(BackupError, DataDirError):
         manifest = make_backup(settings, destination)
-    except BackupError as error:
-        raise _fail(str(error)) from error
     rows = sum(manifest["tables"].values())
     typer.echo(f"Backed up {settings.data_dir} to {destination} ({rows} registry rows).")
 
@@ -150,12 +220,11 @@ def restore(
 ) -> None:
     """Restore a backup into a new data dir (its database must be empty)."""
     from plantwire.backup import BackupError, restore_backup
+    from plantwire.datadir import DataDirError
 
     settings = _settings(data_dir)
-    try:
+    with _operator_errors(BackupError, DataDirError):
         manifest = restore_backup(source, settings)
-    except BackupError as error:
-        raise _fail(str(error)) from error
     typer.echo(
         f"Restored the backup of {manifest['created_at']} into {settings.data_dir}; "
         "start it with 'plantwire up'."

@@ -17,11 +17,20 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 __all__ = ["CONFIG_FILE_NAME", "DEFAULT_DATA_DIR", "ConfigError", "Settings", "load_settings"]
 
 CONFIG_FILE_NAME = "plantwire.toml"
 DEFAULT_DATA_DIR = Path("plantwire-data")
+
+#: Upper bounds that keep expiry timestamps far inside what datetimes and databases can hold.
+MAX_SESSION_TTL_SECONDS = 366 * 24 * 3600
+MAX_TOKEN_TTL_DAYS = 3650
+
+#: The SQLAlchemy URL schemes (``dialect[+driver]``) of the backends plantwire supports.
+DATABASE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
 
 _toml_file: ContextVar[Path | None] = ContextVar("plantwire_toml_file", default=None)
 
@@ -47,8 +56,12 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(None, description="PEM certificate chain; enables HTTPS.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted request body.")
-    session_ttl_seconds: int = Field(12 * 3600, ge=60, description="Lifetime of a login session.")
-    token_max_ttl_days: int = Field(365, ge=1, description="Longest lifetime of an API token.")
+    session_ttl_seconds: int = Field(
+        12 * 3600, ge=60, le=MAX_SESSION_TTL_SECONDS, description="Lifetime of a login session."
+    )
+    token_max_ttl_days: int = Field(
+        365, ge=1, le=MAX_TOKEN_TTL_DAYS, description="Longest lifetime of an API token."
+    )
     cookie_secure: bool = Field(True, description="Mark the session cookie Secure.")
     login_max_failures_per_user: int = Field(5, ge=1)
     login_max_failures_per_address: int = Field(20, ge=1)
@@ -78,8 +91,13 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        try:
+            scheme = make_url(value).drivername
+        except (ArgumentError, ValueError) as error:
+            raise ValueError(f"database_url is not a database URL ({error})") from None
+        if scheme not in DATABASE_SCHEMES:
+            accepted = ", ".join(f"{name}://" for name in sorted(DATABASE_SCHEMES))
+            raise ValueError(f"database_url scheme {scheme!r} is not supported; use {accepted}")
         return value
 
     @model_validator(mode="after")

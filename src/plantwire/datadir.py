@@ -46,10 +46,15 @@ class DataDirFormat:
 def read_format(data_dir: Path) -> DataDirFormat | None:
     """The recorded format, or None for a dir that was never initialised."""
     path = data_dir / FORMAT_FILE
-    if not path.exists():
-        return None
     try:
-        raw = json.loads(path.read_text("utf-8"))
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:  # a directory, unreadable, an I/O error
+        reason = error.strerror or error
+        raise DataDirError(f"{path} cannot be read ({reason}); fix or restore it.") from error
+    try:
+        raw = json.loads(data.decode("utf-8"))
         return DataDirFormat(int(raw["format"]), str(raw["written_by"]), str(raw["written_at"]))
     except (ValueError, KeyError, TypeError, OverflowError) as error:
         raise DataDirError(f"{path} is damaged ({error}); restore it from a backup.") from error

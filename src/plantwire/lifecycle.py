@@ -10,7 +10,7 @@ from plantwire.config import Settings
 from plantwire.datadir import ensure_current, read_format, write_format
 from plantwire.db import make_engine, make_sessionmaker, migrate
 from plantwire.platform import Platform
-from plantwire.security.bootstrap import ensure_first_admin
+from plantwire.security.bootstrap import FirstAdmin, ensure_first_admin
 from plantwire.security.hashing import PasswordHashing
 from plantwire.security.ratelimit import LoginLimiter
 
@@ -27,8 +27,13 @@ _CONFIG_TEMPLATE = """\
 
 @dataclass(frozen=True, slots=True)
 class InitResult:
-    created: bool  # False: the data dir was initialised already
-    admin_password: str | None  # a generated password, to show once
+    created: bool  # False: the dir was initialised already; format and schema were updated
+    admin: FirstAdmin | None = None  # for a new data dir: whether an admin was created
+
+    @property
+    def admin_password(self) -> str | None:
+        """A generated admin password, to show once."""
+        return self.admin.generated_password if self.admin is not None else None
 
 
 def build_platform(settings: Settings) -> Platform:
@@ -54,18 +59,18 @@ def initialise(settings: Settings, admin_password: str | None = None) -> InitRes
     existing = read_format(settings.data_dir)
     if existing is not None:
         prepare(settings)
-        return InitResult(created=False, admin_password=None)
+        return InitResult(created=False)
     config = settings.data_dir / "plantwire.toml"
     if not config.exists():
         config.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
     platform = build_platform(settings)
     try:
         migrate(platform.engine)
-        generated = ensure_first_admin(platform.sessions, platform.passwords, admin_password)
+        admin = ensure_first_admin(platform.sessions, platform.passwords, admin_password)
     finally:
         platform.engine.dispose()
     write_format(settings.data_dir)  # last: a dir with a format file is complete
-    return InitResult(created=True, admin_password=generated)
+    return InitResult(created=True, admin=admin)
 
 
 def prepare(settings: Settings) -> None:

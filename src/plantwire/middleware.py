@@ -71,15 +71,38 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+#: Methods counted under their own name; any other method is counted as "OTHER", so clients
+#: cannot add label values (metric series) by inventing methods.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(method: str) -> str:
+    return method if method in _KNOWN_METHODS else "OTHER"
+
+
 def _route_template(scope: Scope) -> str:
     """The matched route as a template (``/api/v1/users/{user_id}``), so metric labels stay
-    few however many ids are requested."""
-    if scope.get("route") is None:
+    few however many ids are requested.
+
+    Each path parameter replaces one whole path segment equal to its value, the last such
+    segment before the next parameter's: a value that equals an earlier literal segment
+    (``/api/v1/users/users``) replaces the parameter's segment, not the literal's."""
+    route = scope.get("route")
+    if route is None:
         return "<unmatched>"
-    path: str = scope["path"]
-    for name, value in (scope.get("path_params") or {}).items():
-        path = path.replace(f"/{value}", f"/{{{name}}}", 1)
-    return path
+    segments = str(scope["path"]).split("/")
+    params: dict[str, object] = scope.get("path_params") or {}
+    end = len(segments)  # parameters come in path order: each one lies before the next
+    for name, value in reversed(list(params.items())):
+        for index in range(end - 1, 0, -1):
+            if segments[index] == str(value):
+                segments[index] = f"{{{name}}}"
+                end = index
+                break
+        else:
+            # a value spanning segments ({name:path}): the route's own pattern, never the value
+            return str(getattr(route, "path_format", "<unmatched>"))
+    return "/".join(segments)
 
 
 class HttpMetrics:
@@ -131,13 +154,13 @@ class RequestLog:
             finally:
                 elapsed = time.perf_counter() - started
                 route = _route_template(scope)
-                method = scope["method"]
+                method = _method_label(scope["method"])
                 self.metrics.requests.labels(method, route, str(status)).inc()
                 self.metrics.latency.labels(method, route).observe(elapsed)
                 client = scope.get("client")
                 _log.info(
                     "request",
-                    method=method,
+                    method=scope["method"],
                     path=scope["path"],
                     route=route,
                     status=status,

@@ -6,6 +6,8 @@ among unexpired, unrevoked tokens of enabled users: one indexed query per reques
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,9 +40,6 @@ def source_address(request: Request) -> str:
     address, or a short host-like token (such as the test client's ``testclient``); anything
     else (a proxy passing odd X-Forwarded-For text) is ``invalid``. Never over 64 characters,
     the width of the audit log's ``source`` column."""
-    import ipaddress
-    import re
-
     if request.client is None:
         return "unknown"
     host = request.client.host

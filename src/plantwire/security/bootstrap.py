@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,21 +14,29 @@ from plantwire.security.hashing import PasswordHashing
 from plantwire.security.roles import Role
 from plantwire.security.tables import User
 
-__all__ = ["ADMIN_USERNAME", "ensure_first_admin"]
+__all__ = ["ADMIN_USERNAME", "FirstAdmin", "ensure_first_admin"]
 
 ADMIN_USERNAME = "admin"
 
 
+@dataclass(frozen=True, slots=True)
+class FirstAdmin:
+    """What ``ensure_first_admin`` did."""
+
+    created: bool  # False: the platform had a platform admin already; nothing was created
+    generated_password: str | None = None  # set when created with a generated password
+
+
 def ensure_first_admin(
     sessions: sessionmaker[Session], passwords: PasswordHashing, password: str | None
-) -> str | None:
-    """Create user ``admin`` (platform admin) if the platform has no platform admin yet.
-    Returns the password when one was generated (to be shown once), else None."""
+) -> FirstAdmin:
+    """Create user ``admin`` (platform admin) if the platform has no platform admin yet, with
+    ``password``, or with a generated one (returned, to be shown once) when that is None."""
     generated = None
     with transaction(sessions) as session:
         query = select(User.id).where(User.role == Role.PLATFORM_ADMIN.value).limit(1)
         if session.scalar(query) is not None:
-            return None
+            return FirstAdmin(created=False)
         if password is None:
             generated = password = secrets.token_urlsafe(18)
         admin = User(
@@ -50,4 +59,4 @@ def ensure_first_admin(
             source="cli",
             detail={"username": ADMIN_USERNAME, "role": Role.PLATFORM_ADMIN.value},
         )
-    return generated
+    return FirstAdmin(created=True, generated_password=generated)

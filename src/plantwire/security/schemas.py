@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from plantwire.security.roles import Role
 
 __all__ = [
+    "ID_PATTERN",
     "MIN_PASSWORD_LENGTH",
     "AuditEntryOut",
     "AuditPage",
@@ -44,7 +45,8 @@ class _In(BaseModel):
 
 
 NoControl = r"^[^\x00-\x1f\x7f]+$"
-Id = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,64}$")]
+ID_PATTERN = r"^[0-9A-Za-z-]{1,64}$"  # the ids plantwire issues (UUIDs), and no more
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
 class LoginIn(_In):

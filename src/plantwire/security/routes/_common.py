@@ -11,11 +11,16 @@ from plantwire.problems import Problem, problem_responses
 from plantwire.security import audit
 from plantwire.security.auth import source_address
 from plantwire.security.principal import Principal
+from plantwire.security.schemas import ID_PATTERN
 
 __all__ = ["READ_ERRORS", "WRITE_ERRORS", "Limit", "Offset", "audited", "not_found"]
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
+TenantFilter = Annotated[
+    str | None,
+    Query(description="Platform admins: only this tenant's.", pattern=ID_PATTERN),
+]
 
 READ_ERRORS = problem_responses(400, 401, 403, 404, 413, 422)
 WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422)

@@ -13,7 +13,7 @@ from plantwire.platform import Platform, get_platform
 from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
-from plantwire.security.routes._common import READ_ERRORS, Limit, invalid
+from plantwire.security.routes._common import READ_ERRORS, Limit, TenantFilter, invalid
 from plantwire.security.schemas import AuditPage
 from plantwire.security.tables import AuditEntry
 from plantwire.security.views import audit_out
@@ -25,10 +25,7 @@ _Filter = Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f
 
 @router.get("", response_model=AuditPage, responses=READ_ERRORS, summary="Read the audit log")
 def read_audit(
-    tenant: Annotated[
-        str | None,
-        Query(description="Platform admins: one tenant only.", pattern=r"^[0-9A-Za-z-]{1,64}$"),
-    ] = None,
+    tenant: TenantFilter = None,
     action: _Filter = None,
     actor: _Filter = None,
     target_type: _Filter = None,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,6 +18,7 @@ from plantwire.security.routes._common import (
     WRITE_ERRORS,
     Limit,
     Offset,
+    TenantFilter,
     audited,
     conflict,
     forbidden,
@@ -78,10 +77,7 @@ def _keep_a_platform_admin(session: Session) -> None:
 
 @router.get("", response_model=UserPage, responses=READ_ERRORS, summary="List users")
 def list_users(
-    tenant: Annotated[
-        str | None,
-        Query(description="Platform admins: one tenant's users.", pattern=r"^[0-9A-Za-z-]{1,64}$"),
-    ] = None,
+    tenant: TenantFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
     principal: Principal = Depends(require(Permission.USER_READ)),

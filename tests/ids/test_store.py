@@ -31,7 +31,9 @@ def store(tmp_path: Path, database_url: str | None) -> Iterator[SqlHandleStore]:
     (tmp_path / "data").mkdir()
     engine = make_engine(make_settings(tmp_path / "data", database_url=database_url).registry_url)
     migrate(engine)
-    yield SqlHandleStore(engine)
+    handle_store = SqlHandleStore(engine)
+    yield handle_store
+    handle_store.close()
     engine.dispose()
 
 

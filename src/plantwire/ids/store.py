@@ -50,6 +50,11 @@ class HomedPrefix:
 
 
 class HandleStore(Protocol):
+    @property
+    def reads_inline(self) -> bool:
+        """Whether ``get`` is a local read of microseconds that may run on an event loop."""
+        ...
+
     def get(self, handle: Handle) -> list[StoredValue] | None: ...
 
     def create(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool: ...
@@ -144,6 +149,10 @@ class SqlHandleStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._reader = _SqliteReader(engine) if engine.dialect.name == "sqlite" else None
+
+    @property
+    def reads_inline(self) -> bool:
+        return self._reader is not None
 
     def close(self) -> None:
         """Close the read connections this store opened (the engine is the caller's)."""

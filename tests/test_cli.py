@@ -37,6 +37,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def init_data_dir(data: Path) -> None:
+    result = run("init", "--data-dir", str(data), env={"PLANTWIRE_ADMIN_PASSWORD": "pw-123456"})
+    assert result.returncode == 0, result.stderr
+
+
 def test_version() -> None:
     result = run("version")
     assert result.returncode == 0
@@ -73,12 +78,7 @@ def test_init_prints_a_generated_password_once(tmp_path: Path) -> None:
 
 def test_init_refuses_a_newer_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    assert (
-        run(
-            "init", "--data-dir", str(data), env={"PLANTWIRE_ADMIN_PASSWORD": "pw-123456"}
-        ).returncode
-        == 0
-    )
+    init_data_dir(data)
     (data / FORMAT_FILE).write_text(
         '{"format": 99, "written_by": "9.0", "written_at": "2030-01-01"}', encoding="utf-8"
     )
@@ -171,12 +171,7 @@ def test_up_checks_the_tls_files_first(tmp_path: Path) -> None:
 
 def test_format_file_that_cannot_be_read(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    assert (
-        run(
-            "init", "--data-dir", str(data), env={"PLANTWIRE_ADMIN_PASSWORD": "pw-123456"}
-        ).returncode
-        == 0
-    )
+    init_data_dir(data)
     (data / FORMAT_FILE).unlink()
     (data / FORMAT_FILE).mkdir()
     with pytest.raises(DataDirError, match="cannot be read"):

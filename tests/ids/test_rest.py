@@ -4,19 +4,16 @@ from a real store on SQLite (inline reads) and PostgreSQL (reads in a worker thr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from plantwire.db import make_engine, migrate
 from plantwire.ids.model import AdminPermission, AdminRef, HandleValue, ValuePermissions
 from plantwire.ids.names import match_key, parse_handle
 from plantwire.ids.rest import HandleRestApi
 from plantwire.ids.store import SqlHandleStore
-from tests.conftest import make_settings
 
 UNIT = "88.101.5/SN-000123"
 VALUES = [
@@ -31,11 +28,7 @@ VALUES = [
 
 
 @pytest.fixture
-def client(tmp_path: Path, database_url: str | None) -> Iterator[TestClient]:
-    (tmp_path / "data").mkdir()
-    engine = make_engine(make_settings(tmp_path / "data", database_url=database_url).registry_url)
-    migrate(engine)
-    store = SqlHandleStore(engine)
+def client(store: SqlHandleStore) -> Iterator[TestClient]:
     store.home("88.101.5", None)
     store.create(parse_handle(UNIT), VALUES, overwrite=False)
     store.create(parse_handle("0.NA/88.101.5"), VALUES[3:4], overwrite=False)
@@ -43,8 +36,6 @@ def client(tmp_path: Path, database_url: str | None) -> Iterator[TestClient]:
     api = HandleRestApi(store, lambda: {match_key(p.prefix) for p in store.homed()})
     with TestClient(api) as test_client:
         yield test_client
-    store.close()
-    engine.dispose()
 
 
 def test_resolution_answers_in_the_handle_net_shape(client: TestClient) -> None:

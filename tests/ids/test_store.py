@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from plantwire.db import make_engine, migrate
 from plantwire.ids.codes import HandleError, ResponseCode
 from plantwire.ids.model import AdminPermission, AdminRef, HandleValue, ValuePermissions
 from plantwire.ids.names import parse_handle
 from plantwire.ids.store import SqlHandleStore
-from tests.conftest import make_settings
 
 H = parse_handle("88.101.5/SN-000123")
 URL_TEXT = "https://plant.example/units/SN-000123"
@@ -24,17 +20,6 @@ ADMIN = HandleValue(100, "HS_ADMIN", AdminRef("0.NA/88.101.5", 200, AdminPermiss
 SECRET = HandleValue(
     300, "HS_SECKEY", b"hash", permissions=ValuePermissions(True, True, False, False)
 )
-
-
-@pytest.fixture
-def store(tmp_path: Path, database_url: str | None) -> Iterator[SqlHandleStore]:
-    (tmp_path / "data").mkdir()
-    engine = make_engine(make_settings(tmp_path / "data", database_url=database_url).registry_url)
-    migrate(engine)
-    handle_store = SqlHandleStore(engine)
-    yield handle_store
-    handle_store.close()
-    engine.dispose()
 
 
 def codes(error: pytest.ExceptionInfo[HandleError]) -> ResponseCode:

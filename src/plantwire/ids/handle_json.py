@@ -220,63 +220,63 @@ def _key_to_json(key: PublicKey) -> dict[str, str]:
     return {"kty": key.kty, **key.members}
 
 
+def _list(raw: Any, where: str, most: int) -> list[Any]:
+    if not isinstance(raw, list) or len(raw) > most:
+        raise ValueFormatError(f"{where} must be a list of at most {most} entries.")
+    return raw
+
+
+def _interface_from_json(raw: Any, where: str) -> SiteInterface:
+    interface = _object(raw, where)
+    protocol = interface.get("protocol")
+    if isinstance(protocol, str) and protocol.upper() in _PROTOCOLS:
+        protocol = protocol.upper()
+    else:
+        protocol = _int(protocol, f"{where}.protocol", 0, 255)
+    return SiteInterface(
+        query=_bool(interface.get("query", True), f"{where}.query"),
+        admin=_bool(interface.get("admin", False), f"{where}.admin"),
+        protocol=protocol,
+        port=_int(interface.get("port"), f"{where}.port", 0, 65535),
+    )
+
+
+def _server_from_json(raw: Any, where: str, number: int) -> SiteServer:
+    server = _object(raw, where)
+    key_raw = server.get("publicKey")
+    public_key: PublicKey | bytes | None = None
+    if key_raw is not None:
+        key_obj = _object(key_raw, f"{where}.publicKey")
+        if str(key_obj.get("format", "")).lower() == "key":
+            public_key = _key_from_json(key_obj.get("value"), f"{where}.publicKey.value")
+        else:
+            public_key = _bytes_data("base64", key_obj.get("value"), f"{where}.publicKey")
+    interfaces_at = f"{where}.interfaces"
+    interfaces = _list(server.get("interfaces", server.get("interfaceList", [])), interfaces_at, 16)
+    return SiteServer(
+        server_id=_int(server.get("serverId", number + 1), f"{where}.serverId"),
+        address=_text(server.get("address"), f"{where}.address", 255),
+        public_key=public_key,
+        interfaces=tuple(
+            _interface_from_json(item, f"{interfaces_at}[{n}]") for n, item in enumerate(interfaces)
+        ),
+    )
+
+
 def _site_from_json(raw: Any, where: str) -> SiteInfo:
     obj = _object(raw, where)
-    servers_raw = obj.get("servers", obj.get("serverList", []))
-    if not isinstance(servers_raw, list) or len(servers_raw) > 64:
-        raise ValueFormatError(f"{where}.servers must be a list of at most 64 servers.")
-    servers = []
-    for number, server_raw in enumerate(servers_raw):
-        at = f"{where}.servers[{number}]"
-        server = _object(server_raw, at)
-        key_raw = server.get("publicKey")
-        public_key: PublicKey | bytes | None = None
-        if key_raw is not None:
-            key_obj = _object(key_raw, f"{at}.publicKey")
-            if str(key_obj.get("format", "")).lower() == "key":
-                public_key = _key_from_json(key_obj.get("value"), f"{at}.publicKey.value")
-            else:
-                public_key = _bytes_data("base64", key_obj.get("value"), f"{at}.publicKey")
-        interfaces_raw = server.get("interfaces", server.get("interfaceList", []))
-        if not isinstance(interfaces_raw, list) or len(interfaces_raw) > 16:
-            raise ValueFormatError(f"{at}.interfaces must be a list of at most 16 interfaces.")
-        interfaces = []
-        for position, interface_raw in enumerate(interfaces_raw):
-            it = f"{at}.interfaces[{position}]"
-            interface = _object(interface_raw, it)
-            protocol = interface.get("protocol")
-            if isinstance(protocol, str) and protocol.upper() in _PROTOCOLS:
-                protocol = protocol.upper()
-            else:
-                protocol = _int(protocol, f"{it}.protocol", 0, 255)
-            interfaces.append(
-                SiteInterface(
-                    query=_bool(interface.get("query", True), f"{it}.query"),
-                    admin=_bool(interface.get("admin", False), f"{it}.admin"),
-                    protocol=protocol,
-                    port=_int(interface.get("port"), f"{it}.port", 0, 65535),
-                )
-            )
-        servers.append(
-            SiteServer(
-                server_id=_int(server.get("serverId", number + 1), f"{at}.serverId"),
-                address=_text(server.get("address"), f"{at}.address", 255),
-                public_key=public_key,
-                interfaces=tuple(interfaces),
-            )
-        )
+    servers = _list(obj.get("servers", obj.get("serverList", [])), f"{where}.servers", 64)
     attributes_raw = obj.get("attributes", [])
     if isinstance(attributes_raw, dict):
         attributes_raw = [{"name": k, "value": v} for k, v in attributes_raw.items()]
-    if not isinstance(attributes_raw, list) or len(attributes_raw) > 64:
-        raise ValueFormatError(f"{where}.attributes must be a list of {{name, value}}.")
     attributes = []
-    for number, attribute_raw in enumerate(attributes_raw):
-        attribute = _object(attribute_raw, f"{where}.attributes[{number}]")
+    for number, item in enumerate(_list(attributes_raw, f"{where}.attributes", 64)):
+        at = f"{where}.attributes[{number}]"
+        attribute = _object(item, at)
         attributes.append(
             (
-                _text(attribute.get("name"), f"{where}.attributes[{number}].name", 1024),
-                _text(attribute.get("value"), f"{where}.attributes[{number}].value", 8192),
+                _text(attribute.get("name"), f"{at}.name", 1024),
+                _text(attribute.get("value"), f"{at}.value", 8192),
             )
         )
     protocol_version = obj.get("protocolVersion", "2.10")
@@ -284,20 +284,20 @@ def _site_from_json(raw: Any, where: str) -> SiteInfo:
         r"\d{1,3}\.\d{1,3}", protocol_version
     ):
         raise ValueFormatError(f"{where}.protocolVersion must be 'major.minor'.")
-    hash_filter = obj.get("hashFilter")
+    hash_option, hash_filter = obj.get("hashOption"), obj.get("hashFilter")
     return SiteInfo(
         version=_int(obj.get("version", 1), f"{where}.version", 0, 65535),
         protocol_version=protocol_version,
         serial_number=_int(obj.get("serialNumber", 1), f"{where}.serialNumber", 0, 65535),
         primary_site=_bool(obj.get("primarySite", True), f"{where}.primarySite"),
         multi_primary=_bool(obj.get("multiPrimary", False), f"{where}.multiPrimary"),
-        servers=tuple(servers),
-        attributes=tuple(attributes),
-        hash_option=(
-            None
-            if obj.get("hashOption") is None
-            else _int(obj.get("hashOption"), f"{where}.hashOption", 0, 255)
+        servers=tuple(
+            _server_from_json(item, f"{where}.servers[{n}]", n) for n, item in enumerate(servers)
         ),
+        attributes=tuple(attributes),
+        hash_option=None
+        if hash_option is None
+        else _int(hash_option, f"{where}.hashOption", 0, 255),
         hash_filter=None if hash_filter is None else _text(hash_filter, f"{where}.hashFilter", 255),
     )
 
@@ -383,9 +383,8 @@ def _data_from_json(value_type: str, raw: Any, where: str) -> ValueData:
             ),
         )
     if fmt == "vlist":
-        if not isinstance(value, list) or len(value) > 1000:
-            raise ValueFormatError(f"{where}.value must be a list of at most 1000 references.")
-        return tuple(_ref(item, f"{where}.value[{n}]") for n, item in enumerate(value))
+        refs = _list(value, f"{where}.value", 1000)
+        return tuple(_ref(item, f"{where}.value[{n}]") for n, item in enumerate(refs))
     if fmt == "site":
         return _site_from_json(value, f"{where}.value")
     if fmt == "key":
@@ -424,9 +423,7 @@ def value_from_json(raw: Any, where: str = "value") -> HandleValue:
         raise ValueFormatError(f"{where}.type must be a non-empty name without control characters.")
     if "data" not in obj:
         raise ValueFormatError(f"{where} has no 'data'.")
-    references_raw = obj.get("references", [])
-    if not isinstance(references_raw, list) or len(references_raw) > 100:
-        raise ValueFormatError(f"{where}.references must be a list of at most 100 references.")
+    references_raw = _list(obj.get("references", []), f"{where}.references", 100)
     timestamp_raw = obj.get("timestamp")
     return HandleValue(
         index=_int(obj.get("index"), f"{where}.index", 1, MAX_INDEX),

@@ -10,10 +10,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from plantwire.ids.handle_auth import SecretKeys
 from plantwire.ids.model import AdminPermission, AdminRef, HandleValue, ValuePermissions
-from plantwire.ids.names import match_key, parse_handle
-from plantwire.ids.rest import HandleRestApi
+from plantwire.ids.names import parse_handle
+from plantwire.ids.rest import HandleNode
 from plantwire.ids.store import SqlHandleStore
+from plantwire.security.hashing import PasswordHashing
 
 UNIT = "88.101.5/SN-000123"
 VALUES = [
@@ -33,7 +35,7 @@ def client(store: SqlHandleStore) -> Iterator[TestClient]:
     store.create(parse_handle(UNIT), VALUES, overwrite=False)
     store.create(parse_handle("0.NA/88.101.5"), VALUES[3:4], overwrite=False)
     store.create(parse_handle("88.101.5/no-values"), [], overwrite=False)
-    api = HandleRestApi(store, lambda: {match_key(p.prefix) for p in store.homed()})
+    api = HandleNode(store, SecretKeys(PasswordHashing(1, 8)))
     with TestClient(api) as test_client:
         yield test_client
 
@@ -102,7 +104,12 @@ def test_response_codes(client: TestClient) -> None:
     assert (empty.status_code, empty.json()["responseCode"]) == (400, 102)
     no_values = client.get("/api/handles/88.101.5/no-values")
     assert (no_values.status_code, no_values.json()["responseCode"]) == (200, 200)
-    assert client.put(f"/api/handles/{UNIT}", json=[]).status_code == 405
+    post = client.post(f"/api/handles/{UNIT}", json=[])
+    assert (post.status_code, post.json()["responseCode"], post.headers["allow"]) == (
+        405,
+        4,
+        "GET, HEAD, PUT, DELETE",
+    )
 
 
 def test_a_prefix_without_slash_names_its_record(client: TestClient) -> None:

@@ -43,6 +43,7 @@ from plantwire.ids.model import (
 
 __all__ = [
     "MAX_DATA_BYTES",
+    "IndexConflictError",
     "ValueFormatError",
     "admin_permissions_from_json",
     "admin_permissions_to_json",
@@ -63,6 +64,10 @@ _PROTOCOLS = ("UDP", "TCP", "HTTP", "HTTPS")
 
 class ValueFormatError(ValueError):
     """A value (or the request body) is not valid Handle JSON; Handle responseCode 202."""
+
+
+class IndexConflictError(ValueFormatError):
+    """Two values of one request share an index; Handle responseCode 201."""
 
 
 # --- small readers ------------------------------------------------------------------------
@@ -467,6 +472,6 @@ def parse_values(body: Any, max_values: int = 1000) -> list[HandleValue]:
     seen: set[int] = set()
     for value in values:
         if value.index in seen:
-            raise ValueFormatError(f"Index conflict for {value.index}.")
+            raise IndexConflictError(f"Index conflict for {value.index}.")
         seen.add(value.index)
     return values

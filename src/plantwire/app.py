@@ -12,10 +12,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import Route
 
 from plantwire import __version__
 from plantwire.config import Settings
 from plantwire.db import ping
+from plantwire.ids.rest import HandleNode
+from plantwire.ids.routes import audit_hook, platform_auth
+from plantwire.ids.routes import router as ids_router
+from plantwire.ids.server import NodeOptions, build_node
 from plantwire.lifecycle import build_platform
 from plantwire.middleware import BodySizeLimit, HttpMetrics, RequestLog
 from plantwire.observability import register_platform_metrics
@@ -32,11 +37,26 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     """The platform's ASGI app. The data dir must be prepared (``lifecycle.prepare``)."""
     platform = platform or build_platform(settings)
 
+    if platform.ids is None:
+        platform.ids = build_node(
+            settings,
+            NodeOptions(
+                roots=settings.ids_roots,
+                recursive=settings.ids_recursive,
+                proxy_at_root=False,  # "/" belongs to the console
+            ),
+            audit=audit_hook(platform),
+            platform_auth=platform_auth(platform),
+            engine=platform.engine,
+        )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            if platform.ids is not None:
+                await platform.ids.aclose()
             platform.engine.dispose()
 
     app = FastAPI(
@@ -54,8 +74,19 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLog, metrics=HttpMetrics(platform.metrics))
     app.include_router(security_router)
+    app.include_router(ids_router)
+    _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     return app
+
+
+def _mount_handle_api(app: FastAPI, node: HandleNode) -> None:
+    """The identifier node's own paths: the Handle.net REST API and the /hdl proxy answer
+    in the Handle JSON shape (or HTML), not problem+json, straight from the node's ASGI app."""
+    for path in ("/api/handles", "/api/prefixes", "/api/sessions", "/api/verifications"):
+        app.router.routes.append(Route(path, node, include_in_schema=False))
+        app.mount(path, node)
+    app.mount("/hdl", node)
 
 
 def _add_service_routes(app: FastAPI) -> None:

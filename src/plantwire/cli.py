@@ -231,5 +231,14 @@ def restore(
     )
 
 
+def _add_subcommands() -> None:
+    from plantwire.ids.cli import ids_app
+
+    app.add_typer(ids_app, name="ids")
+
+
+_add_subcommands()
+
+
 def main() -> None:
     app()

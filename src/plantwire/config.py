@@ -9,6 +9,7 @@ import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -68,6 +69,14 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(300, ge=1)
     argon2_time_cost: int = Field(3, ge=1, description="argon2id passes (RFC 9106 default 3).")
     argon2_memory_kib: int = Field(65536, ge=8, description="argon2id memory in KiB.")
+    ids_roots: list[str] = Field(
+        default_factory=list,
+        description="Root identifier nodes (URLs) the platform's node resolves through; "
+        "empty: the platform is the root of its own hierarchy.",
+    )
+    ids_recursive: bool = Field(
+        True, description="Resolve any handle for clients through ids_roots (a recursive node)."
+    )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -85,6 +94,15 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+    @field_validator("ids_roots")
+    @classmethod
+    def _root_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"ids_roots entry {url!r} is not an http(s):// URL")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -4,6 +4,7 @@ request handlers through the ``platform`` dependency."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from plantwire.config import Settings
 from plantwire.security.hashing import PasswordHashing
 from plantwire.security.ratelimit import LoginLimiter
+
+if TYPE_CHECKING:
+    from plantwire.ids.server import RunningNode
 
 __all__ = ["Platform", "get_platform", "platform_of"]
 
@@ -25,6 +29,7 @@ class Platform:
     passwords: PasswordHashing
     login_limiter: LoginLimiter
     metrics: CollectorRegistry
+    ids: RunningNode | None = None  # the identifier node, attached by app.create_app
 
 
 def platform_of(request: Request) -> Platform:

@@ -55,11 +55,19 @@ def _b_token(client: TestClient, seed: Seed) -> str:
     return token_id
 
 
+def _b_prefix(client: TestClient, seed: Seed) -> str:
+    body = {"prefix": "88.101.66", "tenant": seed.tenants["b"].id}
+    homed = client.post("/api/v1/ids/prefixes", json=body, headers=seed.admin)
+    assert homed.status_code == 201, homed.text
+    return "88.101.66"
+
+
 #: Path parameter name -> a factory making (or finding) a tenant-B resource of that kind.
 B_RESOURCES: dict[str, Callable[[TestClient, Seed], str]] = {
     "tenant_id": _b_tenant,
     "user_id": _b_user,
     "token_id": _b_token,
+    "prefix": _b_prefix,
 }
 
 #: Request body field naming a resource -> tenant B's value for it. Every id-like body field
@@ -180,7 +188,8 @@ def _b_state(client: TestClient, seed: Seed) -> dict[str, Any]:
         params={"scope": "tenant", "include_inactive": True, "limit": 1000},
         headers=admin,
     )
-    for response in (tenant, users, tokens):
+    prefixes = client.get("/api/v1/ids/prefixes", headers=admin)
+    for response in (tenant, users, tokens, prefixes):
         assert response.status_code == 200, response.text
     with platform_of(client).sessions() as session:
         hashes = dict(
@@ -198,6 +207,7 @@ def _b_state(client: TestClient, seed: Seed) -> dict[str, Any]:
         "tokens": [t for t in tokens.json()["items"] if t["tenant"] == tenant_b],
         "password_hashes": hashes,
         "token_rows": token_rows,
+        "prefixes": [p for p in prefixes.json()["items"] if p["tenant_id"] == tenant_b],
     }
 
 

@@ -18,7 +18,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPBearer
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, select
 from starlette.exceptions import HTTPException
 
 from plantwire.platform import Platform, get_platform, platform_of
@@ -29,7 +29,14 @@ from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission, Role
 from plantwire.security.tables import ApiToken, User, utcnow
 
-__all__ = ["SESSION_COOKIE", "AuthenticateFirst", "authenticate", "require", "source_address"]
+__all__ = [
+    "SESSION_COOKIE",
+    "AuthenticateFirst",
+    "authenticate",
+    "principal_for_token",
+    "require",
+    "source_address",
+]
 
 SESSION_COOKIE = "plantwire_session"
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -134,18 +141,28 @@ def authenticate(
     if presented is None:
         raise _unauthorised("Authentication required: log in or present an API token.")
     secret, via = presented
-    with platform.engine.connect() as connection:
-        row = connection.execute(_TOKEN_LOOKUP, {"secret_hash": hash_secret(secret)}).first()
-    if row is None:
-        raise _unauthorised("The token is not valid.")
-    if row.revoked_at is not None:
-        raise _unauthorised("The token has been revoked.")
-    if row.expires_at <= utcnow():
-        raise _unauthorised("The token has expired.")
-    if row.disabled:
-        raise _unauthorised("The user is disabled.")
+    principal = principal_for_token(platform.engine, secret, via)
+    if isinstance(principal, str):
+        raise _unauthorised(principal)
     if via == "cookie" and request.method in _UNSAFE_METHODS:
         _check_same_origin(request)
+    return principal
+
+
+def principal_for_token(engine: Engine, secret: str, via: str = "bearer") -> Principal | str:
+    """The principal an API or session token stands for, or why it stands for nobody.
+    Shared by the FastAPI dependency and the pillars that authenticate platform users on
+    their own paths (the identifier node's Handle API)."""
+    with engine.connect() as connection:
+        row = connection.execute(_TOKEN_LOOKUP, {"secret_hash": hash_secret(secret)}).first()
+    if row is None:
+        return "The token is not valid."
+    if row.revoked_at is not None:
+        return "The token has been revoked."
+    if row.expires_at <= utcnow():
+        return "The token has expired."
+    if row.disabled:
+        return "The user is disabled."
     user_role, token_role = Role(row.user_role), Role(row.token_role)
     return Principal(
         user_id=row.user_id,

@@ -57,15 +57,18 @@ class Permission(enum.StrEnum):
     TOKEN_OWN = "token:own"  # create, list and revoke one's own tokens
     TOKEN_ADMIN = "token:admin"  # list and revoke every token of the tenant
     AUDIT_READ = "audit:read"
+    PREFIX_READ = "prefix:read"  # see the identifier prefixes the tenant owns
+    PREFIX_HOME = "prefix:home"  # home a prefix on the platform's node for a tenant
+    HANDLE_ADMIN = "handle:admin"  # administer the tenant's handles through the Handle API
 
 
 _P = Permission
 _ALL = frozenset(Permission)
 _TENANT_ADMIN = frozenset(
     {_P.TENANT_READ, _P.TENANT_UPDATE, _P.USER_READ, _P.USER_WRITE}
-    | {_P.TOKEN_OWN, _P.TOKEN_ADMIN, _P.AUDIT_READ}
+    | {_P.TOKEN_OWN, _P.TOKEN_ADMIN, _P.AUDIT_READ, _P.PREFIX_READ, _P.HANDLE_ADMIN}
 )
-_MEMBER = frozenset({_P.TENANT_READ, _P.TOKEN_OWN})
+_MEMBER = frozenset({_P.TENANT_READ, _P.TOKEN_OWN, _P.PREFIX_READ})
 
 #: The permission matrix (docs/security.md renders this same table; a test keeps them equal).
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

@@ -1,0 +1,98 @@
+"""The identifier node inside the platform: prefixes homed for tenants through the platform
+API, tenant admins administering their handles with platform tokens, tenants kept apart,
+Handle identities working beside them, every write in the audit log, and the Handle paths
+answering in Handle JSON (not problem+json)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import Seed
+
+UNIT = "88.101.5/SN-1"
+VALUES = [
+    {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://a.example/u/1"}},
+]
+SECRET = "tenant-a-handle-admin-secret"
+
+
+def home(client: TestClient, seed: Seed, prefix: str, tenant: str, **extra: Any) -> Any:
+    body = {"prefix": prefix, "tenant": seed.tenants[tenant].id, **extra}
+    return client.post("/api/v1/ids/prefixes", json=body, headers=seed.admin)
+
+
+def test_tenant_admins_administer_their_own_prefixes(seeded: tuple[TestClient, Seed]) -> None:
+    client, seed = seeded
+    a, b = seed.tenants["a"], seed.tenants["b"]
+    homed = home(client, seed, "88.101.5", "a", admin_secret=SECRET)
+    assert homed.status_code == 201, homed.text
+    assert homed.json()["record"] == "0.NA/88.101.5"
+    assert home(client, seed, "88.101.5", "b").status_code == 409
+    assert home(client, seed, "88.101.6", "b").status_code == 201
+    refused_home = client.post(
+        "/api/v1/ids/prefixes",
+        json={"prefix": "88.101.7", "tenant": a.id},
+        headers=a.headers["tenant-admin"],
+    )
+    assert refused_home.status_code == 403
+
+    listed = client.get("/api/v1/ids/prefixes", headers=a.headers["viewer"]).json()["items"]
+    assert [p["prefix"] for p in listed] == ["88.101.5"]
+
+    created = client.put(f"/api/handles/{UNIT}", json=VALUES, headers=a.headers["tenant-admin"])
+    assert created.status_code == 201, created.text
+    assert created.json() == {"responseCode": 1, "handle": UNIT}
+    for headers in (b.headers["tenant-admin"], a.headers["viewer"], a.headers["engineer"]):
+        refused = client.put(f"/api/handles/{UNIT}", json=VALUES, headers=headers)
+        assert (refused.status_code, refused.json()["responseCode"]) == (403, 400)
+        deleted = client.delete(f"/api/handles/{UNIT}", headers=headers)
+        assert deleted.status_code == 403
+    other = client.put("/api/handles/88.101.6/x", json=VALUES, headers=a.headers["tenant-admin"])
+    assert other.status_code == 403  # B's prefix
+    resolved = client.get(f"/api/handles/{UNIT}")  # public values are public
+    assert resolved.json()["values"][0]["data"]["value"] == "https://a.example/u/1"
+    redirected = client.get(f"/hdl/{UNIT}", follow_redirects=False)
+    assert (redirected.status_code, redirected.headers["location"]) == (
+        302,
+        "https://a.example/u/1",
+    )
+
+    audit = client.get(
+        "/api/v1/audit", params={"action": "handle.create"}, headers=a.headers["tenant-admin"]
+    ).json()["items"]
+    assert [(e["actor"], e["target_id"], e["outcome"]) for e in audit] == [
+        ("a-tenant-admin", UNIT, "success")
+    ]
+    b_audit = client.get("/api/v1/audit", headers=b.headers["tenant-admin"]).json()["items"]
+    assert not any(e["target_id"] == UNIT for e in b_audit)
+
+
+def test_handle_identities_work_beside_platform_users(seeded: tuple[TestClient, Seed]) -> None:
+    client, seed = seeded
+    assert home(client, seed, "88.101.5", "a", admin_secret=SECRET).status_code == 201
+    token = base64.b64encode(f"300%3A0.NA/88.101.5:{SECRET}".encode()).decode()
+    basic = {"Authorization": f"Basic {token}"}
+    # TestClient's peer is not a loopback address: credentials need HTTPS.
+    in_clear = client.put(f"/api/handles/{UNIT}", json=VALUES, headers=basic)
+    assert (in_clear.status_code, in_clear.json()["responseCode"]) == (401, 402)
+    secure = TestClient(client.app, base_url="https://testserver")
+    created = secure.put(f"/api/handles/{UNIT}", json=VALUES, headers=basic)
+    assert created.status_code == 201, created.text
+
+
+def test_handle_paths_answer_in_handle_json(seeded: tuple[TestClient, Seed]) -> None:
+    client, _ = seeded
+    missing = client.get("/api/handles/99.1/nothing")
+    assert missing.headers["content-type"].startswith("application/json")
+    assert missing.json()["responseCode"] in (100, 301)
+    listing = client.get("/api/handles")
+    assert listing.json()["responseCode"] == 102
+    sessions = client.get("/api/sessions")
+    assert sessions.json()["responseCode"] in (4, 402)
+    unknown_api = client.get("/api/v1/nothing-here")
+    assert unknown_api.headers["content-type"].startswith("application/problem+json")
+    document = client.get("/api/openapi.json").json()
+    assert "/api/v1/ids/prefixes" in document["paths"]

@@ -44,6 +44,7 @@ PUBLIC_OPERATIONS = frozenset(
     {"GET /", "POST /api/v1/auth/login", "GET /healthz", "GET /readyz", "GET /metrics"}
 )
 EXAMPLES = 25  # per operation, role and generation mode
+SEEDED_PREFIXES = ["88.101.5", "88.101.6"]  # homed for tenants "a" and "b"
 BASE_URL = "http://testserver"
 
 CHECKS = [
@@ -107,7 +108,12 @@ def _register_seed_hooks(
     logins: list[dict[str, str]],
 ) -> None:
     """Make generated data name seeded resources about half of the time."""
-    pools = {"tenant_id": tenant_ids, "user_id": user_ids, "token_id": token_ids}
+    pools = {
+        "tenant_id": tenant_ids,
+        "user_id": user_ids,
+        "token_id": token_ids,
+        "prefix": SEEDED_PREFIXES,
+    }
 
     def flatmap_path_parameters(
         context: HookContext, path_parameters: dict[str, Any] | None
@@ -136,6 +142,15 @@ def _register_seed_hooks(
             in_tenant = st.sampled_from(tenant_ids).map(lambda tenant: {**body, "tenant": tenant})
             own_tenant = {key: value for key, value in body.items() if key != "tenant"}
             return st.one_of(st.just(body), in_tenant, st.just(own_tenant))
+        if label == "POST /api/v1/ids/prefixes" and isinstance(body, dict):
+            fresh = st.tuples(st.sampled_from(tenant_ids), st.integers(1, 10**6)).map(
+                lambda pair: {
+                    **{key: value for key, value in body.items() if key != "admin_pubkey"},
+                    "tenant": pair[0],
+                    "prefix": f"88.200.{pair[1]}",
+                }
+            )
+            return st.one_of(st.just(body), fresh)
         return st.just(body)
 
     for hook in (flatmap_path_parameters, flatmap_query, flatmap_body):
@@ -156,6 +171,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         seed = seed_platform(client)
         spare = client.post("/api/v1/tenants", json={"name": "Tenant spare"}, headers=seed.admin)
         assert spare.status_code == 201, spare.text
+        for prefix, key in zip(SEEDED_PREFIXES, "ab", strict=True):
+            body = {"prefix": prefix, "tenant": seed.tenants[key].id}
+            homed = client.post("/api/v1/ids/prefixes", json=body, headers=seed.admin)
+            assert homed.status_code == 201, homed.text
         fuzzers = {"platform-admin": seed.admin} | {
             role: seed.tenants["a"].headers[role] for role in ROLES
         }

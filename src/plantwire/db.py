@@ -5,6 +5,9 @@ SQLite in the data dir is the default; a ``postgresql://`` URL moves it to Postg
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -83,11 +86,31 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_turn(engine: Engine | None) -> threading.RLock | contextlib.nullcontext[None]:
+    """SQLite has one writer at a time. Writers of this process queue on a lock instead of
+    on SQLite's busy handler, which sleeps in growing steps while it polls the file lock (under
+    load that sleeping, not the writing, was most of a write's time). Other processes writing
+    the same file still wait in busy_timeout. Server databases need no such turn."""
+    if engine is None or engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.get(engine)
+        if lock is None:
+            lock = _WRITE_LOCKS[engine] = threading.RLock()
+    return lock
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work that writes: commits if the block succeeds, rolls back everything if
     it raises."""
-    with factory() as session, session.begin():
+    bind = factory.kw.get("bind")
+    turn = _write_turn(bind if isinstance(bind, Engine) else None)
+    with turn, factory() as session, session.begin():
         session.connection(execution_options={WRITE: True})
         yield session
 
@@ -95,7 +118,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
     """A Core connection in a transaction that writes (see ``transaction``)."""
-    with engine.connect() as connection:
+    with _write_turn(engine), engine.connect() as connection:
         connection.execution_options(**{WRITE: True})
         with connection.begin():
             yield connection

@@ -102,6 +102,9 @@ __all__ = [
 ]
 
 HANDLES_PATH = "/api/handles/"
+_HANDLES_PATH_BYTES = HANDLES_PATH.encode()
+_VALUES_HEAD = b'{"responseCode":1,"handle":'
+_PARSED_CACHE = 100_000  # parsed request paths and cached bodies kept (then forgotten at once)
 PROXY_PATH = "/hdl/"
 MAX_BODY = 1024 * 1024
 _TRUE = {"", "true", "yes"}  # how HANDLE.NET reads a boolean query parameter
@@ -275,6 +278,8 @@ class HandleNode:
         self._homed: frozenset[str] = frozenset()
         self._homed_at = float("-inf")
         self._homed_lock = threading.Lock()
+        self._parsed: dict[str, tuple[Handle, str, bytes]] = {}
+        self._bodies: dict[str, tuple[tuple[StoredValue, ...], bytes, bytes]] = {}
 
     # --- what lives here --------------------------------------------------------------
 
@@ -401,7 +406,77 @@ class HandleNode:
 
     # --- ASGI -------------------------------------------------------------------------
 
+    def _fast(self, raw_path: bytes) -> tuple[int, bytes] | None:
+        """The answer to a plain resolution (GET, no query, no credentials) of a handle this
+        node serves from its SQLite store, or that a recursive node has cached, as bytes put
+        together from stored fragments; None sends the request down the general path."""
+        text = raw_path[len(HANDLES_PATH) :].decode("latin-1")
+        parsed = self._parsed.get(text)
+        if parsed is None:
+            if not text or ("/" not in text and "%2f" not in text.lower()):
+                return None
+            try:
+                handle = unquote_handle(text, self.max_handle_bytes)
+            except HandleSyntaxError:
+                return None
+            echoed = json.dumps(str(handle), ensure_ascii=False).encode()
+            parsed = (handle, match_key(handle.prefix), echoed)
+            if len(self._parsed) >= _PARSED_CACHE:
+                self._parsed.clear()
+            self._parsed[text] = parsed
+        handle, prefix_key, echoed = parsed
+        if not handle.is_prefix_record and prefix_key in self.homed_keys():
+            if not self.store.reads_inline:
+                return None
+            fragments = self.store.public_json(handle.key)
+            if fragments is None:
+                return 404, b'{"responseCode":100,"handle":' + echoed + b"}"
+            if not fragments:
+                return None
+            return 200, _VALUES_HEAD + echoed + b',"values":[' + ",".join(
+                fragments
+            ).encode() + b"]}"
+        if self.recursive and self.resolver is not None:
+            resolution = self.resolver.cached(handle)
+            if resolution is None or resolution.code is not ResponseCode.SUCCESS:
+                return None
+            memo = self._bodies.get(handle.key)
+            if memo is not None and memo[0] is resolution.values and memo[1] == echoed:
+                return 200, memo[2]
+            public = [value.json for value in resolution.values if value.public_read]
+            if not public:
+                return None
+            body = _VALUES_HEAD + echoed + b',"values":[' + ",".join(public).encode() + b"]}"
+            if len(self._bodies) >= _PARSED_CACHE:
+                self._bodies.clear()
+            self._bodies[handle.key] = (resolution.values, echoed, body)
+            return 200, body
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope.get("query_string")
+            and (raw := scope.get("raw_path") or b"").startswith(_HANDLES_PATH_BYTES)
+            and not any(name.lower() == b"authorization" for name, _ in scope["headers"])
+        ):
+            answer = self._fast(raw)
+            if answer is not None:
+                status, payload = answer
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [
+                            (b"content-type", b"application/json;charset=utf-8"),
+                            (b"content-length", str(len(payload)).encode()),
+                            *_CORS,
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": payload})
+                return
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
@@ -516,7 +591,9 @@ class HandleNode:
         params = request.params
         if request.headers.get(b"authorization") is not None and not _flag(params, "publicOnly"):
             return await self._in_thread(self._resolve_authenticated, handle, request)
-        if self.store.reads_inline:
+        if self.recursive and not handle.is_prefix_record and not self._homes(handle.prefix):
+            where: _Local | _Refer | _Unknown | None = None  # the resolver's, not ours
+        elif self.store.reads_inline:
             where = self.locate(handle)
         else:
             where = await anyio.to_thread.run_sync(self.locate, handle)
@@ -532,6 +609,7 @@ class HandleNode:
             if resolution is None:
                 resolution = await self.resolver.resolve(handle, bypass_cache=_flag(params, "auth"))
             return self._answer_resolution(str(handle), resolution, params)
+        assert where is not None
         return self._answer_elsewhere(str(handle), where)
 
     def _resolve_authenticated(

@@ -143,6 +143,9 @@ def home_prefix(
         if match_key(homed.prefix) == match_key(prefix):
             raise conflict(f"Prefix {homed.prefix} is homed here already.")
     node.store.home(prefix, body.tenant)
+    owner = next(h for h in node.store.homed() if match_key(h.prefix) == match_key(prefix))
+    if owner.tenant_id != body.tenant:  # homed for another tenant at the same moment
+        raise conflict(f"Prefix {owner.prefix} is homed here already.")
     record = prefix_record(prefix)
     if node.node.is_root and node.store.get(record) is None:
         secret_keys = node.node.authenticator.secret_keys

@@ -57,6 +57,11 @@ class HandleStore(Protocol):
 
     def get(self, handle: Handle) -> list[StoredValue] | None: ...
 
+    def public_json(self, key: str) -> list[str] | None:
+        """The JSON fragments of the publicly readable values of the handle with match key
+        ``key``, in index order; None if there is no such handle. The resolution fast path."""
+        ...
+
     def create(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool: ...
 
     def add_values(
@@ -176,6 +181,17 @@ class SqlHandleStore:
         return [
             StoredValue(row[0], row[1], bool(row[2]), row[3]) for row in rows if row[0] is not None
         ]
+
+    def public_json(self, key: str) -> list[str] | None:
+        rows: Sequence[Any]
+        if self._reader is not None:
+            rows = self._reader.rows(key)
+        else:
+            with self.engine.connect() as connection:
+                rows = connection.execute(_VALUES_OF, {"key": key}).all()
+        if not rows:
+            return None
+        return [row[3] for row in rows if row[0] is not None and row[2]]
 
     @staticmethod
     def _exists(connection: Connection, handle: Handle) -> bool:

@@ -273,6 +273,16 @@ end
 """
 
 
+ROUNDS = 3
+
+
+def best_of(url: str, script: str, seconds: int) -> dict[str, float]:
+    """The best of ROUNDS wrk runs (the machine is shared: the best run is the least
+    disturbed one; p99 is taken from that run)."""
+    runs = [wrk(url, script, seconds) for _ in range(ROUNDS)]
+    return max(runs, key=lambda run: run["rate"])
+
+
 def wrk(url: str, script: str, seconds: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -349,7 +359,10 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=0, help="also measure a store this large")
     parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per figure (best counts)")
     args = parser.parse_args()
+    global ROUNDS
+    ROUNDS = args.rounds
     if shutil.which("wrk") is None:
         sys.exit("bench/ids_resolve.py needs wrk: apt-get install wrk")
     DATA.mkdir(exist_ok=True)
@@ -370,26 +383,33 @@ def main() -> None:
     )
     paths = paths_file(min(sizes))
     with server_process("baseline", args.server) as base:
-        baseline = wrk(base, _GET_SCRIPT % paths, args.seconds)
+        baseline = best_of(base, _GET_SCRIPT % paths, args.seconds)
     show("baseline: raw ASGI dict lookup", baseline, baseline)
     for size in sizes:
         big_paths = paths_file(size)
         with server_process("node", args.server, DATA / f"node-{size}") as node:
-            figure = wrk(node, _GET_SCRIPT % big_paths, args.seconds)
+            figure = best_of(node, _GET_SCRIPT % big_paths, args.seconds)
             show(f"authoritative resolution, {size:,} handles", figure, baseline)
             if size == sizes[0]:
                 with server_process("recursive", args.server, root=node) as recursive:
                     with httpx.Client(base_url=recursive, timeout=10) as client:
                         for line in Path(paths).read_text().split():
                             assert client.get(line).status_code == 200
-                    cached = wrk(recursive, _GET_SCRIPT % paths, args.seconds)
+                    cached = best_of(recursive, _GET_SCRIPT % paths, args.seconds)
                     show("cached resolution on a recursive node", cached, baseline)
                 session = open_session(node, key_pem)
                 body = json.dumps(
                     {"values": [{"index": 1, "type": "URL", "data": "https://plant.example/u"}]}
                 )
-                tag = secrets.token_hex(4)
-                registration = wrk(node, _PUT_SCRIPT % (tag, PREFIX, session, body), args.seconds)
+                runs = [
+                    wrk(
+                        node,
+                        _PUT_SCRIPT % (secrets.token_hex(4), PREFIX, session, body),
+                        args.seconds,
+                    )
+                    for _ in range(ROUNDS)
+                ]
+                registration = max(runs, key=lambda run: run["rate"])
                 show("registration (PUT, session-authenticated)", registration, baseline)
         os.unlink(big_paths)
     os.unlink(paths)

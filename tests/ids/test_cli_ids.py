@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -57,6 +59,46 @@ def test_a_root_node_without_an_administrator_refuses_to_start(tmp_path: Path) -
     recursive = plantwire("ids", "serve", "--data-dir", str(tmp_path / "r"), "--recursive")
     assert recursive.returncode == 2
     assert "--root" in recursive.stderr
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_a_node_serves_until_it_is_told_to_stop(tmp_path: Path, server: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "plantwire",
+        "ids",
+        "serve",
+        "--data-dir",
+        str(tmp_path / "n"),
+        "--home",
+        "88.101",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--server",
+        server,
+    ]
+    environment = {**os.environ, "PLANTWIRE_IDS_ADMIN_SECRET": SECRET}
+    with subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert f"serving on http://127.0.0.1:{port}" in line
+            record = httpx.get(f"http://127.0.0.1:{port}/api/handles/0.NA/88.101", timeout=10)
+            assert record.json()["responseCode"] == 1
+            fast = httpx.get(f"http://127.0.0.1:{port}/api/handles/88.101/none", timeout=10)
+            assert fast.status_code == 404
+            assert fast.json() == {"responseCode": 100, "handle": "88.101/none"}
+        finally:
+            process.terminate()
+            _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors
 
 
 def test_demo_hierarchy_prints_its_nodes(tmp_path: Path) -> None:

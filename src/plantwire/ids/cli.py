@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -176,6 +177,9 @@ def serve(
         Path | None, typer.Option(help="PEM certificate (default: self-signed, beyond loopback).")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    server: Annotated[
+        str, typer.Option(help="HTTP server: granian (fast; default) or uvicorn.")
+    ] = "granian",
     insecure_upstream: Annotated[
         bool, typer.Option(help="Do not verify upstream nodes' TLS certificates.")
     ] = False,
@@ -190,6 +194,7 @@ def serve(
         is_loopback_host,
         prepare_node_dir,
         serve_node,
+        serve_node_granian,
     )
     from plantwire.ids.tls import certificate_fingerprint, ensure_self_signed
     from plantwire.observability import configure_logging
@@ -197,6 +202,8 @@ def serve(
     host, colon, port_text = listen.rpartition(":")
     if not colon or not port_text.isdigit():
         raise _fail(f"--listen is HOST:PORT; got {listen!r}.")
+    if server not in ("granian", "uvicorn"):
+        raise _fail(f"--server is granian or uvicorn; got {server!r}.")
     host = host.strip("[]")
     with _errors():
         settings = load_settings(data_dir)
@@ -221,24 +228,40 @@ def serve(
                 typer.echo(f"Generated a self-signed certificate {tls_cert}")
             typer.echo(f"  SHA-256 fingerprint: {certificate_fingerprint(tls_cert)}")
         running = build_node(settings, options)
-        sock = bind_socket(host, int(port_text))
+    scheme = "https" if tls_cert else "http"
+    shown = f"[{host}]" if ":" in host else host
+
+    def announce(port: int) -> None:
+        typer.echo(f"plantwire identifier node serving on {scheme}://{shown}:{port}")
+        typer.echo(
+            f"  homes: {', '.join(options.homes) or '(nothing)'}; "
+            f"roots: {', '.join(options.roots) or '(this node is a root)'}"
+            f"{'; recursive' if options.recursive else ''}"
+        )
 
     async def run() -> None:
-        async with serve_node(running, sock, tls_cert=tls_cert, tls_key=tls_key) as server:
-            scheme = "https" if tls_cert else "http"
-            shown = f"[{host}]" if ":" in host else host
-            typer.echo(
-                f"plantwire identifier node serving on {scheme}://{shown}:{sock.getsockname()[1]}"
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopped.set)
+        if server == "granian":
+            served = serve_node_granian(
+                running, host, int(port_text), tls_cert=tls_cert, tls_key=tls_key
             )
-            typer.echo(
-                f"  homes: {', '.join(options.homes) or '(nothing)'}; "
-                f"roots: {', '.join(options.roots) or '(this node is a root)'}"
-                f"{'; recursive' if options.recursive else ''}"
-            )
-            while not server.should_exit:  # noqa: ASYNC110 - uvicorn sets it on SIGINT/SIGTERM
+            async with served:
+                announce(int(port_text))
+                await stopped.wait()
+            return
+        sock = bind_socket(host, int(port_text))
+        async with serve_node(running, sock, tls_cert=tls_cert, tls_key=tls_key) as uvicorn_server:
+            announce(sock.getsockname()[1])
+            waiting = asyncio.ensure_future(stopped.wait())
+            while not uvicorn_server.should_exit and not waiting.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
+            waiting.cancel()
 
-    asyncio.run(run())
+    with _errors():
+        asyncio.run(run())
 
 
 @ids_app.command()

@@ -27,6 +27,7 @@ node instead resolves it through its ``Resolver``."""
 
 from __future__ import annotations
 
+import functools
 import html
 import ipaddress
 import json
@@ -86,7 +87,8 @@ from plantwire.ids.names import (
     prefix_record,
     unquote_handle,
 )
-from plantwire.ids.store import HandleStore, StoredValue
+from plantwire.ids.openapi import handle_api_document
+from plantwire.ids.store import BatchingWriter, HandleStore, StoredValue
 
 if TYPE_CHECKING:
     from plantwire.ids.resolver import Resolution, Resolver
@@ -104,6 +106,7 @@ __all__ = [
 HANDLES_PATH = "/api/handles/"
 _HANDLES_PATH_BYTES = HANDLES_PATH.encode()
 _VALUES_HEAD = b'{"responseCode":1,"handle":'
+_DECODE_MEMO = 10_000  # decoded records kept (HandleValues are immutable)
 _PARSED_CACHE = 100_000  # parsed request paths and cached bodies kept (then forgotten at once)
 PROXY_PATH = "/hdl/"
 MAX_BODY = 1024 * 1024
@@ -208,6 +211,23 @@ class _Unknown:
 _LOCAL = _Local()
 
 
+class _NeedsThread(Exception):
+    """Deciding this write needs work that must not run on the event loop."""
+
+
+class _WriteLater(Exception):
+    """A create decided on the event loop, to be written by the batching writer."""
+
+    def __init__(
+        self, caller: Caller, handle: Handle, values: list[HandleValue], overwrite: bool
+    ) -> None:
+        super().__init__(str(handle))
+        self.caller = caller
+        self.handle = handle
+        self.values = values
+        self.overwrite = overwrite
+
+
 class _Answer(Exception):
     """Ends a request with this Handle response (raised inside the synchronous parts)."""
 
@@ -278,7 +298,10 @@ class HandleNode:
         self._homed: frozenset[str] = frozenset()
         self._homed_at = float("-inf")
         self._homed_lock = threading.Lock()
+        self._batcher = BatchingWriter(store)
+        self._inline = threading.local()  # set while a write is decided on the event loop
         self._parsed: dict[str, tuple[Handle, str, bytes]] = {}
+        self._decode_memo: dict[tuple[str, ...], list[HandleValue]] = {}
         self._bodies: dict[str, tuple[tuple[StoredValue, ...], bytes, bytes]] = {}
 
     # --- what lives here --------------------------------------------------------------
@@ -359,9 +382,11 @@ class HandleNode:
         handle = parse_handle(handle_text, self.max_handle_bytes)
         if isinstance(self.locate(handle), _Local):
             stored = self.store.get(handle)
-            return None if stored is None else [value.decode() for value in stored]
+            return None if stored is None else self._decoded(stored)
         if self.resolver is None:
             return None
+        if self._inline_now():
+            raise _NeedsThread
         resolution = anyio.from_thread.run(self.resolver.resolve, handle)
         return self._record_of(resolution)
 
@@ -526,6 +551,19 @@ class HandleNode:
                 return await self.resolve(raw, request)
             if method == "PUT":
                 request.body = await _read_body(receive)
+                if self.store.reads_inline:
+                    # Decided here, on the loop (local reads take microseconds, and a worker
+                    # thread would wait for the GIL after each); anything slower goes on.
+                    self._inline.active = True
+                    try:
+                        return self._put(raw, request)
+                    except _WriteLater as later:
+                        self._inline.active = False
+                        return await self._finish_create(later, request)
+                    except _NeedsThread:
+                        pass
+                    finally:
+                        self._inline.active = False
                 return await self._in_thread(self._put, raw, request)
             if method == "DELETE":
                 return await self._in_thread(self._delete, raw, request)
@@ -548,6 +586,8 @@ class HandleNode:
                 return self._not_allowed(request, "POST")
             request.body = await _read_body(receive)
             return await self._in_thread(self._verification, request)
+        if path == "/api/openapi.json" and self.proxy_at_root and method in ("GET", "HEAD"):
+            return 200, handle_api_document()  # a standalone node describes itself
         if path.startswith(PROXY_PATH):
             return await self._proxy(path[len(PROXY_PATH) :], request)
         if self.proxy_at_root and not path.startswith("/api/") and len(path) > 1:
@@ -623,7 +663,7 @@ class HandleNode:
         stored = self.store.get(handle)
         if stored is None:
             return self._answer_values(str(handle), None, request.params, public_only=True)
-        record = [value.decode() for value in stored]
+        record = self._decoded(stored)
         may_read = self._permitted(caller, handle, P_READ, record)
         return self._answer_values(str(handle), stored, request.params, public_only=not may_read)
 
@@ -723,6 +763,8 @@ class HandleNode:
             raise self._needs_auth(
                 request, "Credentials are accepted only over HTTPS (or from this host)."
             )
+        if self._inline_now() and not isinstance(credentials, HandleCredentials):
+            raise _NeedsThread  # argon2, a remote verification or a database read
         if isinstance(credentials, BasicCredentials):
             identity = self.authenticator.check_secret(credentials.identity, credentials.secret)
             if identity is None:
@@ -743,6 +785,8 @@ class HandleNode:
         if session is None:
             raise self._failed_auth(request, "Unknown or expired session.")
         if credentials.authenticating:
+            if self._inline_now():
+                raise _NeedsThread  # before the nonce is spent
             self._prove(request, session, credentials)
         if session.identity is None:
             raise self._needs_auth(request, "The session is not authenticated.")
@@ -806,6 +850,8 @@ class HandleNode:
     def _audit(
         self, caller: Caller, action: str, target: str, outcome: str, request: _Request
     ) -> None:
+        if self.audit is not None and self._inline_now():
+            raise _NeedsThread
         _log.info("handle write", actor=caller.name, action=action, handle=target, outcome=outcome)
         if self.audit is not None:
             self.audit(caller.name, action, target, outcome, request.client)
@@ -845,6 +891,10 @@ class HandleNode:
         caller = self._authenticate(request, required=True)
         overwrite = not any(k == "overwrite" and v.lower() not in _TRUE for k, v in request.params)
         index_params = [v for k, v in request.params if k == "index"]
+        if self._inline_now() and (
+            index_params or any(value.has_type(HS_SECKEY) for value in values)
+        ):
+            raise _NeedsThread  # a store write of its own, or argon2
         values = [self._prepare(value) for value in values]
         if not index_params:
             return self._create(caller, handle, values, overwrite, request)
@@ -893,7 +943,7 @@ class HandleNode:
                 return http_status(code), _body(
                     code, f"Handle {handle} already exists.", handle=echoed
                 )
-            existing = [value.decode() for value in stored]
+            existing = self._decoded(stored)
             kept = {value.index for value in values}
             needed = authority.needed_for_values(existing, values) | authority.needed_for_removal(
                 existing, [value.index for value in existing if value.index not in kept]
@@ -904,8 +954,12 @@ class HandleNode:
             raise self._deny(
                 caller, "handle.create" if stored is None else "handle.replace", handle, request
             )
+        if self._inline_now():
+            raise _WriteLater(caller, handle, values, overwrite)
         try:
-            created = self.store.create(handle, values, overwrite=overwrite)
+            created = anyio.from_thread.run(
+                functools.partial(self._batcher.create, handle, values, overwrite=overwrite)
+            )
         except HandleError as error:
             return http_status(error.code), _body(error.code, error.message, handle=echoed)
         self._audit(
@@ -914,6 +968,43 @@ class HandleNode:
         return http_status(ResponseCode.SUCCESS, created=created), _body(
             ResponseCode.SUCCESS, handle=echoed
         )
+
+    async def _finish_create(
+        self, later: _WriteLater, request: _Request
+    ) -> tuple[int, dict[str, Any]]:
+        """The write of a create decided on the event loop: joins the next batch."""
+        echoed = str(later.handle)
+        try:
+            created = await self._batcher.create(
+                later.handle, later.values, overwrite=later.overwrite
+            )
+        except HandleError as error:
+            return http_status(error.code), _body(error.code, error.message, handle=echoed)
+        action = "handle.create" if created else "handle.replace"
+        if self.audit is None:
+            self._audit(later.caller, action, echoed, "success", request)
+        else:  # the platform's audit log is a database write
+            await anyio.to_thread.run_sync(
+                self._audit, later.caller, action, echoed, "success", request
+            )
+        return http_status(ResponseCode.SUCCESS, created=created), _body(
+            ResponseCode.SUCCESS, handle=echoed
+        )
+
+    def _decoded(self, stored: Sequence[StoredValue]) -> list[HandleValue]:
+        """Stored values decoded, memoised by their JSON: the records every write consults
+        (its prefix's record, the admin group) are decoded once, not per request."""
+        key = tuple(value.json for value in stored)
+        found = self._decode_memo.get(key)
+        if found is None:
+            found = [value.decode() for value in stored]
+            if len(self._decode_memo) >= _DECODE_MEMO:
+                self._decode_memo.clear()
+            self._decode_memo[key] = found
+        return list(found)
+
+    def _inline_now(self) -> bool:
+        return bool(getattr(self._inline, "active", False))
 
     def _add(
         self,
@@ -928,7 +1019,7 @@ class HandleNode:
         if stored is None:
             code = ResponseCode.HANDLE_NOT_FOUND
             return http_status(code), _body(code, f"Handle {handle} not found.", handle=echoed)
-        existing = [value.decode() for value in stored]
+        existing = self._decoded(stored)
         if not self._permitted(
             caller, handle, authority.needed_for_values(existing, values), existing
         ):
@@ -952,7 +1043,7 @@ class HandleNode:
         if stored is None:
             code = ResponseCode.HANDLE_NOT_FOUND
             return http_status(code), _body(code, f"Handle {handle} not found.", handle=echoed)
-        existing = [value.decode() for value in stored]
+        existing = self._decoded(stored)
         try:
             if index_params:
                 try:

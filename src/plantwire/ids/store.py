@@ -7,6 +7,7 @@ with their index, type and public-read flag beside them so reads can filter with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+import anyio.to_thread
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -26,7 +28,14 @@ from plantwire.ids.names import Handle, match_key, parse_prefix
 from plantwire.ids.tables import handle_values, handles, homed_prefixes
 from plantwire.security.tables import utcnow
 
-__all__ = ["HandleStore", "HomedPrefix", "SqlHandleStore", "StoredValue"]
+__all__ = [
+    "BatchingWriter",
+    "Creation",
+    "HandleStore",
+    "HomedPrefix",
+    "SqlHandleStore",
+    "StoredValue",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,15 @@ class HomedPrefix:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """One create-or-replace of a batch (``SqlHandleStore.create_many``)."""
+
+    handle: Handle
+    values: Sequence[HandleValue]
+    overwrite: bool
+
+
 class HandleStore(Protocol):
     @property
     def reads_inline(self) -> bool:
@@ -63,6 +81,8 @@ class HandleStore(Protocol):
         ...
 
     def create(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool: ...
+
+    def create_many(self, items: Sequence[Creation]) -> list[bool | HandleError]: ...
 
     def add_values(
         self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool
@@ -259,6 +279,64 @@ class SqlHandleStore:
             ) from error
         return not existed
 
+    def create_many(self, items: Sequence[Creation]) -> list[bool | HandleError]:
+        """``create`` for many handles in one transaction (one commit for all): each item's
+        outcome is True (created), False (replaced) or the HandleError it ended with; a
+        handle may appear once per batch."""
+        now = utcnow()
+        keys = [item.handle.key for item in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("A batch names one handle at most once.")
+        outcomes: list[bool | HandleError] = []
+        new_handles: list[dict[str, object]] = []
+        replaced: list[str] = []
+        rows: list[dict[str, object]] = []
+        with writing(self.engine) as connection:
+            existing: set[str] = set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                existing.update(
+                    connection.execute(
+                        select(handles.c.handle_key).where(handles.c.handle_key.in_(chunk))
+                    ).scalars()
+                )
+            for item in items:
+                key = item.handle.key
+                if key in existing and not item.overwrite:
+                    outcomes.append(
+                        HandleError(
+                            ResponseCode.HANDLE_ALREADY_EXISTS,
+                            f"Handle {item.handle} already exists.",
+                        )
+                    )
+                    continue
+                if key in existing:
+                    replaced.append(key)
+                else:
+                    new_handles.append(
+                        {
+                            "handle_key": key,
+                            "handle": str(item.handle),
+                            "prefix_key": match_key(item.handle.prefix),
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+                rows.extend({"handle_key": key, **_encode(v, now)} for v in item.values)
+                outcomes.append(key not in existing)
+            if replaced:
+                connection.execute(
+                    delete(handle_values).where(handle_values.c.handle_key.in_(replaced))
+                )
+                connection.execute(
+                    update(handles).where(handles.c.handle_key.in_(replaced)).values(updated_at=now)
+                )
+            if new_handles:
+                connection.execute(insert(handles), new_handles)
+            if rows:
+                connection.execute(insert(handle_values), rows)
+        return outcomes
+
     def add_values(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool:
         """Add ``values`` to an existing handle. A value at an index already used replaces
         it when ``overwrite``, else VALUE_ALREADY_EXISTS. Returns True if no value was
@@ -361,3 +439,71 @@ class SqlHandleStore:
                 ).order_by(homed_prefixes.c.prefix_key)
             ).all()
         return [HomedPrefix(row[0], row[1], row[2]) for row in rows]
+
+
+class BatchingWriter:
+    """Group commit for handle creation: creates requested at about the same time (from
+    any thread, through ``create``) are written by one transaction, so a busy node pays one
+    commit per batch instead of one per handle. Runs on the event loop it was made in."""
+
+    def __init__(self, store: HandleStore, max_batch: int = 500) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._pending: list[tuple[Creation, asyncio.Future[bool]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def create(
+        self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool
+    ) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((Creation(handle, values, overwrite), future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        return await asyncio.shield(future)
+
+    def _write(self, creations: list[Creation]) -> list[bool | HandleError]:
+        try:
+            return self.store.create_many(creations)
+        except IntegrityError:
+            # Another server of the site created one of them meanwhile (PostgreSQL): write
+            # them one by one, so only that one hears "already exists".
+            outcomes: list[bool | HandleError] = []
+            for creation in creations:
+                try:
+                    outcomes.append(
+                        self.store.create(
+                            creation.handle, creation.values, overwrite=creation.overwrite
+                        )
+                    )
+                except HandleError as error:
+                    outcomes.append(error)
+            return outcomes
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch: list[tuple[Creation, asyncio.Future[bool]]] = []
+            seen: set[str] = set()
+            later = []
+            for entry in self._pending:
+                if len(batch) < self.max_batch and entry[0].handle.key not in seen:
+                    seen.add(entry[0].handle.key)
+                    batch.append(entry)
+                else:
+                    later.append(entry)  # the same handle twice: the next batch, in order
+            self._pending = later
+            try:
+                outcomes = await anyio.to_thread.run_sync(
+                    self._write, [creation for creation, _ in batch]
+                )
+            except Exception as error:  # the whole transaction failed: each caller hears it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, HandleError):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)

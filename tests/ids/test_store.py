@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from plantwire.ids.codes import HandleError, ResponseCode
 from plantwire.ids.model import AdminPermission, AdminRef, HandleValue, ValuePermissions
 from plantwire.ids.names import parse_handle
-from plantwire.ids.store import SqlHandleStore
+from plantwire.ids.store import BatchingWriter, Creation, SqlHandleStore
 
 H = parse_handle("88.101.5/SN-000123")
 URL_TEXT = "https://plant.example/units/SN-000123"
@@ -20,6 +22,7 @@ ADMIN = HandleValue(100, "HS_ADMIN", AdminRef("0.NA/88.101.5", 200, AdminPermiss
 SECRET = HandleValue(
     300, "HS_SECKEY", b"hash", permissions=ValuePermissions(True, True, False, False)
 )
+VALUES = [URL, ADMIN]
 
 
 def codes(error: pytest.ExceptionInfo[HandleError]) -> ResponseCode:
@@ -144,3 +147,46 @@ def test_homed_prefixes(store: SqlHandleStore) -> None:
     assert [p.prefix for p in store.homed()] == ["88.101.5", "88.101.6"]
     store.unhome("88.101.5")
     assert [p.prefix for p in store.homed()] == ["88.101.6"]
+
+
+def test_create_many_writes_a_batch_in_one_transaction(store: SqlHandleStore) -> None:
+    existing = parse_handle("88.101.5/existing")
+    store.create(existing, VALUES, overwrite=False)
+    batch = [
+        Creation(parse_handle("88.101.5/new-1"), VALUES, overwrite=False),
+        Creation(existing, VALUES[:1], overwrite=False),
+        Creation(parse_handle("88.101.5/EXISTING"), VALUES[:1], overwrite=True),
+    ]
+    with pytest.raises(ValueError, match="at most once"):
+        store.create_many(batch)  # existing and EXISTING are one handle
+    outcomes = store.create_many([batch[0], batch[1]])
+    assert outcomes[0] is True
+    assert isinstance(outcomes[1], HandleError)
+    assert outcomes[1].code is ResponseCode.HANDLE_ALREADY_EXISTS
+    assert store.create_many([batch[2]]) == [False]  # replaced
+    replaced = store.get(existing)
+    assert replaced is not None
+    assert [v.index for v in replaced] == [VALUES[0].index]
+
+
+async def test_the_batching_writer_groups_concurrent_creates(store: SqlHandleStore) -> None:
+    writer = BatchingWriter(store)
+    calls: list[int] = []
+    original = store.create_many
+
+    def counting(items: Sequence[Creation]) -> list[bool | HandleError]:
+        calls.append(len(items))
+        return original(items)
+
+    store.create_many = counting  # type: ignore[method-assign]
+    names = [parse_handle(f"88.101.5/unit-{n}") for n in range(40)]
+    results = await asyncio.gather(
+        *(writer.create(name, VALUES, overwrite=False) for name in names),
+        writer.create(names[0], VALUES, overwrite=False),  # the same handle again: next batch
+        return_exceptions=True,
+    )
+    assert results[:40] == [True] * 40
+    assert isinstance(results[40], HandleError)
+    assert sum(calls) == 41
+    assert len(calls) < 41  # grouped: far fewer transactions than creates
+    assert all(store.get(name) is not None for name in names)

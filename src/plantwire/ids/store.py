@@ -471,7 +471,8 @@ class BatchingWriter:
     ) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((Creation(handle, values, overwrite), future))
-        if self._flushing is None or self._flushing.done():
+        running = self._flushing
+        if running is None or running.done() or running.get_loop() is not future.get_loop():
             self._flushing = asyncio.create_task(self._flush())
         return await asyncio.shield(future)
 

@@ -84,20 +84,34 @@ def test_identities() -> None:
 
 def test_sessions_expire_when_idle_and_are_bounded() -> None:
     now = [1000.0]
-    table = SessionTable(idle_seconds=60, max_sessions=3, clock=lambda: now[0])
+    table = SessionTable(
+        idle_seconds=60,
+        max_sessions=3,
+        challenge_seconds=10,
+        max_challenges=3,
+        clock=lambda: now[0],
+    )
     first = table.create()
-    nonce = first.nonce
-    table.renew_nonce(first)
+    nonce = table.take_nonce(first)
     assert first.nonce != nonce
+    now[0] += 11
+    assert table.get(first.id) is None  # an unanswered challenge expires soon
+    proven = table.create()
+    table.authenticated(proven, ValueRef("0.NA/88", 300))
     now[0] += 59
-    assert table.get(first.id) is first  # used: its idle time starts again
+    assert table.get(proven.id) is proven  # used: its idle time starts again
     now[0] += 59
-    assert table.get(first.id) is first
+    assert table.get(proven.id) is proven
+    challenges = [table.create() for _ in range(10)]  # a flood of 401s
+    assert table.get(proven.id) is proven  # does not push the proven session out
+    assert table.get(challenges[0].id) is None  # the oldest challenges went first
+    assert table.get(challenges[-1].id) is challenges[-1]
     now[0] += 61
-    assert table.get(first.id) is None  # expired
+    assert table.get(proven.id) is None  # idle too long
     kept = [table.create() for _ in range(4)]
-    assert len(table) == 3
-    assert table.get(kept[0].id) is None  # the oldest went first
+    for session in kept:
+        table.authenticated(session, ValueRef("0.NA/88", 300))
+    assert table.get(kept[0].id) is None  # at most 3 proven sessions: the oldest went
     assert table.delete(kept[3].id)
     assert not table.delete(kept[3].id)
 

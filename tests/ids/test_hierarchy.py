@@ -111,6 +111,12 @@ async def test_the_recursive_node_resolves_and_caches(hierarchy: Hierarchy) -> N
     assert upstream_requests(hierarchy) == asked + 2
     missing = await get(recursive, "/api/handles/88.101.5/none")
     assert (missing.status_code, missing.json()["responseCode"]) == (404, 100)
+    # A client that always sends its credentials still resolves through the recursive node.
+    async with httpx.AsyncClient(base_url=recursive) as http:
+        credentialed = await http.get(
+            f"/api/handles/{EXAMPLE_HANDLE}", headers={"Authorization": "Basic dTpw"}
+        )
+    assert (credentialed.status_code, credentialed.json()["responseCode"]) == (200, 1)
     proxied = await get(recursive, f"/hdl/{EXAMPLE_HANDLE}")
     assert proxied.status_code == 302
     assert proxied.headers["location"] == "https://plant.example/units/SN-000123"

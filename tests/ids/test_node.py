@@ -463,3 +463,86 @@ async def test_handle_client_errors_carry_the_response_code(node: Node) -> None:
     with node.client() as client, pytest.raises(HandleClientError) as caught:
         await asyncio.to_thread(client.get, "88.101.5/none")
     assert (caught.value.status, caught.value.response_code) == (404, 100)
+
+
+async def test_bodies_nested_too_deep_are_bad_requests(node: Node) -> None:
+    deep = b"[" * 200_000
+    put_deep = await node.http.put(
+        f"/api/handles/{UNIT}",
+        content=deep,
+        headers={"content-type": "application/json", **basic(ADMIN, SECRET)},
+    )
+    assert (put_deep.status_code, put_deep.json()["responseCode"]) == (400, 4)
+    verify_deep = await node.http.post("/api/verifications", content=deep)
+    assert verify_deep.status_code == 400
+
+
+async def test_client_made_secret_hashes_are_hashed_again(node: Node) -> None:
+    greedy = "$argon2id$v=19$m=4194304,t=100000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+    key = {"index": 300, "type": "HS_SECKEY", "data": greedy}
+    assert (await put(node, "88.101.5/robot", [key, ADMIN_VALUE])).status_code == 201
+    record = (
+        await node.http.get("/api/handles/88.101.5/robot", headers=basic(ADMIN, SECRET))
+    ).json()
+    stored = next(v for v in record["values"] if v["type"] == "HS_SECKEY")["data"]["value"]
+    assert stored != greedy
+    assert "m=4194304" not in stored  # this node's own argon2 parameters
+    # The text sent is the secret; sending the stored hash back unchanged keeps it.
+    kept = {"index": 300, "type": "HS_SECKEY", "data": stored}
+    assert (await put(node, "88.101.5/robot", [kept], index="300")).status_code == 200
+    again = (
+        await node.http.get("/api/handles/88.101.5/robot", headers=basic(ADMIN, SECRET))
+    ).json()
+    assert next(v for v in again["values"] if v["type"] == "HS_SECKEY")["data"]["value"] == stored
+    works = await node.http.put(
+        "/api/handles/88.101.5/by-robot",
+        json=[URL_VALUE],
+        headers=basic("300:88.101.5/robot", greedy),
+    )
+    assert works.status_code == 403  # authenticated (no HS_ADMIN grant), not refused as unknown
+
+
+async def test_concurrent_creates_of_one_handle_never_both_win(node: Node) -> None:
+    operator_key = {"index": 300, "type": "HS_SECKEY", "data": "operator-secret"}
+    assert (await put(node, "88.101.5/operator", [operator_key, ADMIN_VALUE])).status_code == 201
+    grant = {
+        "index": 110,
+        "type": "HS_ADMIN",
+        "data": {
+            "format": "admin",
+            "value": {"handle": "88.101.5/operator", "index": 300, "permissions": "000000000001"},
+        },
+    }
+    assert (await put(node, "0.NA/88.101.5", [grant], index="110")).status_code == 201
+    mine = [{**URL_VALUE, "data": "https://mine.example"}, ADMIN_VALUE]
+    theirs = [{**URL_VALUE, "data": "https://theirs.example"}]
+    for round_ in range(5):
+        name = f"/api/handles/88.101.5/contested-{round_}"
+        answers = await asyncio.gather(
+            node.http.put(name, json=mine, headers=basic(ADMIN, SECRET)),
+            node.http.put(
+                name, json=theirs, headers=basic("300:88.101.5/operator", "operator-secret")
+            ),
+        )
+        created = [a for a in answers if a.status_code == 201]
+        assert len(created) == 1, [a.text for a in answers]
+        assert next(a.status_code for a in answers if a.status_code != 201) in (403, 409)
+
+
+async def test_delete_index_out_of_range_is_a_bad_request(node: Node) -> None:
+    assert (await put(node, UNIT, [URL_VALUE, ADMIN_VALUE])).status_code == 201
+    response = await node.http.delete(
+        f"/api/handles/{UNIT}",
+        params={"index": "99999999999999999999"},
+        headers=basic(ADMIN, SECRET),
+    )
+    assert (response.status_code, response.json()["responseCode"]) == (400, 4)
+
+
+async def test_the_proxy_encodes_what_a_header_cannot_carry(node: Node) -> None:
+    odd = {"index": 1, "type": "URL", "data": "https://plant.example/a b\r\nX-Evil: 1/ü"}
+    assert (await put(node, UNIT, [odd])).status_code == 201
+    response = await node.http.get(f"/hdl/{UNIT}")
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://plant.example/a%20b%0D%0AX-Evil:%201/%C3%BC"
+    assert "x-evil" not in response.headers

@@ -96,3 +96,45 @@ def test_handle_paths_answer_in_handle_json(seeded: tuple[TestClient, Seed]) -> 
     assert unknown_api.headers["content-type"].startswith("application/problem+json")
     document = client.get("/api/openapi.json").json()
     assert "/api/v1/ids/prefixes" in document["paths"]
+
+
+def test_a_parent_tenant_cannot_take_a_child_tenants_prefix(
+    seeded: tuple[TestClient, Seed],
+) -> None:
+    client, seed = seeded
+    a, b = seed.tenants["a"], seed.tenants["b"]
+    assert home(client, seed, "88.101", "a").status_code == 201
+    assert home(client, seed, "88.101.5", "b", admin_secret=SECRET).status_code == 201
+    admin_a = a.headers["tenant-admin"]
+    takeover = [
+        {
+            "index": 100,
+            "type": "HS_ADMIN",
+            "data": {
+                "format": "admin",
+                "value": {"handle": "0.NA/88.101.5", "index": 300, "permissions": "111111111111"},
+            },
+        },
+        {"index": 300, "type": "HS_SECKEY", "data": "a-owns-this-now"},
+    ]
+    refused = client.put("/api/handles/0.NA/88.101.5", json=takeover, headers=admin_a)
+    assert (refused.status_code, refused.json()["responseCode"]) == (403, 400)
+    assert client.delete("/api/handles/0.NA/88.101.5", headers=admin_a).status_code == 403
+    listing = client.get("/api/handles", params={"prefix": "88.101.5"}, headers=admin_a)
+    assert listing.status_code == 403
+    prefixes = client.get("/api/prefixes", headers=admin_a).json()["prefixes"]
+    assert prefixes == ["0.NA/88.101"]
+    # A's own listing works, and A may still grant a prefix under its own that nobody homes.
+    assert (
+        client.get("/api/handles", params={"prefix": "88.101"}, headers=admin_a).status_code == 200
+    )
+    derived = client.put("/api/handles/0.NA/88.101.9", json=VALUES, headers=admin_a)
+    assert derived.status_code == 201, derived.text
+    # B administers its own prefix's record.
+    own = client.put(
+        "/api/handles/0.NA/88.101.5",
+        json=VALUES,
+        params={"index": "1"},
+        headers=b.headers["tenant-admin"],
+    )
+    assert own.status_code == 201, own.text

@@ -173,46 +173,79 @@ class ChallengeSession:
 @dataclass(slots=True)
 class SessionTable:
     """The node's challenge sessions, in memory (a session belongs to one server process; a
-    client whose server is replaced starts a new one). Bounded: the oldest go first."""
+    client whose server is replaced starts a new one). Sessions not yet authenticated — every
+    401 hands one out, to anyone — live in a smaller pool with a short idle time, so a flood
+    of challenges cannot push authenticated sessions out. Both pools are bounded: the oldest
+    go first."""
 
     idle_seconds: float = 1800.0
     max_sessions: int = 100_000
     clock: Callable[[], float] = time.monotonic
+    challenge_seconds: float = 120.0
+    max_challenges: int = 20_000
     _sessions: OrderedDict[str, ChallengeSession] = field(default_factory=OrderedDict)
+    _challenges: OrderedDict[str, ChallengeSession] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def create(self) -> ChallengeSession:
         session = ChallengeSession(
-            secrets.token_urlsafe(24), secrets.token_bytes(16), self.clock() + self.idle_seconds
+            secrets.token_urlsafe(24),
+            secrets.token_bytes(16),
+            self.clock() + self.challenge_seconds,
         )
         with self._lock:
-            self._sessions[session.id] = session
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+            self._challenges[session.id] = session
+            while len(self._challenges) > self.max_challenges:
+                self._challenges.popitem(last=False)
         return session
 
     def get(self, session_id: str) -> ChallengeSession | None:
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
-                return None
             now = self.clock()
-            if session.expires <= now:
-                del self._sessions[session_id]
-                return None
-            session.expires = now + self.idle_seconds
-            self._sessions.move_to_end(session_id)
-            return session
+            for pool, idle in (
+                (self._sessions, self.idle_seconds),
+                (self._challenges, self.challenge_seconds),
+            ):
+                session = pool.get(session_id)
+                if session is None:
+                    continue
+                if session.expires <= now:
+                    del pool[session_id]
+                    return None
+                session.expires = now + idle
+                pool.move_to_end(session_id)
+                return session
+            return None
+
+    def take_nonce(self, session: ChallengeSession) -> bytes:
+        """The session's nonce, replaced at once: each nonce answers one attempt."""
+        with self._lock:
+            nonce = session.nonce
+            session.nonce = secrets.token_bytes(16)
+            return nonce
 
     def renew_nonce(self, session: ChallengeSession) -> None:
-        session.nonce = secrets.token_bytes(16)
+        self.take_nonce(session)
+
+    def authenticated(self, session: ChallengeSession, identity: ValueRef | None) -> None:
+        """Record the outcome of a proof: a proven session joins the long-lived pool."""
+        with self._lock:
+            session.identity = identity
+            if identity is None or session.id in self._sessions:
+                return
+            self._challenges.pop(session.id, None)
+            session.expires = self.clock() + self.idle_seconds
+            self._sessions[session.id] = session
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
 
     def delete(self, session_id: str) -> bool:
         with self._lock:
-            return self._sessions.pop(session_id, None) is not None
+            found = self._sessions.pop(session_id, None) or self._challenges.pop(session_id, None)
+            return found is not None
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._sessions) + len(self._challenges)
 
 
 # --- secret keys -------------------------------------------------------------------------

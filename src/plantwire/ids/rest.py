@@ -69,6 +69,7 @@ from plantwire.ids.model import (
     HS_SECKEY,
     HS_SITE,
     HS_SITE_PREFIX,
+    MAX_INDEX,
     URL,
     AdminPermission,
     HandleValue,
@@ -658,6 +659,14 @@ class HandleNode:
         """A resolution with credentials: an admin holding READ_VALUE sees every value."""
         where = self.locate(handle)
         if not isinstance(where, _Local):
+            if self.recursive and self.resolver is not None:
+                # Held elsewhere: what anyone may read, through the resolver.
+                resolution = anyio.from_thread.run(
+                    functools.partial(
+                        self.resolver.resolve, handle, bypass_cache=_flag(request.params, "auth")
+                    )
+                )
+                return self._answer_resolution(str(handle), resolution, request.params)
             return self._answer_elsewhere(str(handle), where)
         caller = self._authenticate(request, required=True)
         stored = self.store.get(handle)
@@ -795,19 +804,18 @@ class HandleNode:
     def _prove(
         self, request: _Request, session: ChallengeSession, credentials: HandleCredentials
     ) -> ValueRef:
-        nonce = session.nonce
-        self.sessions.renew_nonce(session)  # one attempt per nonce: no replays
+        nonce = self.sessions.take_nonce(session)  # one attempt per nonce: no replays
         try:
             identity = parse_identity(credentials.fields.get("id", ""))
             proven = self.authenticator.check_signature(identity, nonce, credentials)
         except AuthHeaderError as error:
             raise self._failed_auth(request, str(error)) from error
         if proven is None:
-            session.identity = None
+            self.sessions.authenticated(session, None)
             raise self._failed_auth(
                 request, "Authentication failed: the signature does not verify."
             )
-        session.identity = proven
+        self.sessions.authenticated(session, proven)
         return proven
 
     def _permitted(
@@ -820,8 +828,19 @@ class HandleNode:
         """Whether ``caller`` holds ``needed`` through ``admin_record`` (the governing
         record's values) or as a platform user administering the handle's prefix."""
         if caller.platform_user is not None:
-            owner = _parent(handle.suffix) if handle.is_prefix_record else handle.prefix
-            return owner is not None and match_key(owner) in caller.prefixes
+            if not handle.is_prefix_record:
+                return match_key(handle.prefix) in caller.prefixes
+            # A prefix's own record is its owner's; a record under an owned prefix may be
+            # made only for a prefix that is not homed here (for another tenant).
+            described = match_key(handle.suffix)
+            if described in caller.prefixes:
+                return True
+            parent = _parent(handle.suffix)
+            return (
+                parent is not None
+                and match_key(parent) in caller.prefixes
+                and described not in self.homed_keys()
+            )
         if caller.identity is None or not admin_record:
             return False
         admins = [value for value in admin_record if value.has_type(HS_ADMIN)]
@@ -867,7 +886,7 @@ class HandleNode:
         handle = self._parse(raw)
         try:
             document = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return 400, _body(
                 ResponseCode.PROTOCOL_ERROR, "The body is not JSON.", handle=str(handle)
             )
@@ -895,7 +914,15 @@ class HandleNode:
             index_params or any(value.has_type(HS_SECKEY) for value in values)
         ):
             raise _NeedsThread  # a store write of its own, or argon2
-        values = [self._prepare(value) for value in values]
+        kept: frozenset[bytes] = frozenset()
+        if any(value.has_type(HS_SECKEY) for value in values):
+            stored = self.store.get(handle) or []
+            kept = frozenset(
+                v.data
+                for v in self._decoded(stored)
+                if v.has_type(HS_SECKEY) and isinstance(v.data, bytes)
+            )
+        values = [self._prepare(value, kept) for value in values]
         if not index_params:
             return self._create(caller, handle, values, overwrite, request)
         if index_params != ["various"]:
@@ -911,12 +938,15 @@ class HandleNode:
             return 400, _body(ResponseCode.INVALID_VALUE, "No values to add.", handle=str(handle))
         return self._add(caller, handle, values, overwrite, request)
 
-    def _prepare(self, value: HandleValue) -> HandleValue:
-        """Secret keys are stored hashed and never publicly readable."""
+    def _prepare(self, value: HandleValue, kept_hashes: frozenset[bytes]) -> HandleValue:
+        """Secret keys are stored hashed and never publicly readable. A hash sent back
+        unchanged (a record rewritten as read) is kept; any other value is a secret and is
+        hashed here, with this node's parameters: a client-made hash could ask argon2 for
+        gigabytes on every later login."""
         if not value.has_type(HS_SECKEY) or not isinstance(value.data, bytes):
             return value
         data = value.data
-        if not self.authenticator.secret_keys.is_hashed(data):
+        if data not in kept_hashes:
             data = self.authenticator.secret_keys.hash(data)
         permissions = replace(value.permissions, public_read=False)
         return replace(value, data=data, permissions=permissions)
@@ -954,6 +984,9 @@ class HandleNode:
             raise self._deny(
                 caller, "handle.create" if stored is None else "handle.replace", handle, request
             )
+        # Permission was checked for what exists now: a create decided on "no such handle"
+        # must not replace one made meanwhile (that would need the handle's own HS_ADMIN).
+        overwrite = overwrite and stored is not None
         if self._inline_now():
             raise _WriteLater(caller, handle, values, overwrite)
         try:
@@ -1048,6 +1081,8 @@ class HandleNode:
             if index_params:
                 try:
                     indexes = {int(v) for v in index_params}
+                    if not all(1 <= i <= MAX_INDEX for i in indexes):
+                        raise ValueError
                 except ValueError:
                     return 400, _body(
                         ResponseCode.PROTOCOL_ERROR, "index must be a number.", handle=echoed
@@ -1175,7 +1210,14 @@ class HandleNode:
             secret = document["secret"]
             if not isinstance(secret, str):
                 raise TypeError
-        except (ValueError, KeyError, TypeError, AuthHeaderError, UnicodeDecodeError):
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AuthHeaderError,
+            UnicodeDecodeError,
+            RecursionError,
+        ):
             return 400, _body(
                 ResponseCode.PROTOCOL_ERROR, 'Send {"id": "index:handle", "secret": "..."}.'
             )
@@ -1214,7 +1256,9 @@ class HandleNode:
             None if _has(request.params, "noredirect") else _redirect_target(values, request.params)
         )
         if target is not None:
-            request.extra_headers.append((b"location", target.encode("utf-8")))
+            # Percent-encode what a header cannot carry (controls, non-ASCII).
+            location = quote(target, safe=":/?#[]@!$&'()*+,;=%~")
+            request.extra_headers.append((b"location", location.encode("ascii")))
             return 302, _Raw(b"", "text/plain; charset=utf-8")
         return 200, _page(f"Handle {shown}", _values_table(values))
 

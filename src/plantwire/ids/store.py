@@ -518,7 +518,10 @@ class BatchingWriter:
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
-                if isinstance(outcome, HandleError):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                try:
+                    if isinstance(outcome, HandleError):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+                except RuntimeError:  # its event loop is gone; nobody waits for it
+                    continue

@@ -187,11 +187,11 @@ def serve(
     """Serve an identifier node (Handle.net REST API and /hdl proxy)."""
     from plantwire.config import load_settings
     from plantwire.ids.keys import load_public_key_pem
+    from plantwire.ids.rest import is_loopback_host
     from plantwire.ids.server import (
         NodeOptions,
         bind_socket,
         build_node,
-        is_loopback_host,
         prepare_node_dir,
         serve_node,
         serve_node_granian,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 import secrets
@@ -224,9 +223,6 @@ class SessionTable:
             session.nonce = secrets.token_bytes(16)
             return nonce
 
-    def renew_nonce(self, session: ChallengeSession) -> None:
-        self.take_nonce(session)
-
     def authenticated(self, session: ChallengeSession, identity: ValueRef | None) -> None:
         """Record the outcome of a proof: a proven session joins the long-lived pool."""
         with self._lock:
@@ -374,8 +370,3 @@ class Authenticator:
             ):
                 return ValueRef(identity.handle, value.index)
         return None
-
-
-def digest_identity(identity: ValueRef) -> str:
-    """A short stable tag for logs that does not spell the identity out."""
-    return hashlib.sha256(str(identity).encode()).hexdigest()[:12]

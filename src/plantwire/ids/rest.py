@@ -34,7 +34,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote
@@ -101,7 +101,7 @@ __all__ = [
     "HandleNode",
     "PlatformAuth",
     "PlatformGrant",
-    "handle_url",
+    "is_loopback_host",
 ]
 
 HANDLES_PATH = "/api/handles/"
@@ -157,9 +157,12 @@ def _parent(prefix: str) -> str | None:
     return head if dot else None
 
 
-def _loopback(host: str | None) -> bool:
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` (a peer or listen address) is this machine."""
     if not host:
         return False
+    if host == "localhost":
+        return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -459,9 +462,7 @@ class HandleNode:
                 return 404, b'{"responseCode":100,"handle":' + echoed + b"}"
             if not fragments:
                 return None
-            return 200, _VALUES_HEAD + echoed + b',"values":[' + ",".join(
-                fragments
-            ).encode() + b"]}"
+            return 200, _with_values(_VALUES_HEAD + echoed, fragments)
         if self.recursive and self.resolver is not None:
             resolution = self.resolver.cached(handle)
             if resolution is None or resolution.code is not ResponseCode.SUCCESS:
@@ -472,7 +473,7 @@ class HandleNode:
             public = [value.json for value in resolution.values if value.public_read]
             if not public:
                 return None
-            body = _VALUES_HEAD + echoed + b',"values":[' + ",".join(public).encode() + b"]}"
+            body = _with_values(_VALUES_HEAD + echoed, public)
             if len(self._bodies) >= _PARSED_CACHE:
                 self._bodies.clear()
             self._bodies[handle.key] = (resolution.values, echoed, body)
@@ -520,7 +521,7 @@ class HandleNode:
             params=params,
             headers={name.lower(): value for name, value in scope.get("headers", [])},
             pretty=_flag(params, "pretty"),
-            secure=scope.get("scheme") == "https" or _loopback(host),
+            secure=scope.get("scheme") == "https" or is_loopback_host(host),
             client=host,
         )
         try:
@@ -673,7 +674,7 @@ class HandleNode:
         if stored is None:
             return self._answer_values(str(handle), None, request.params, public_only=True)
         record = self._decoded(stored)
-        may_read = self._permitted(caller, handle, P_READ, record)
+        may_read = self._permitted(caller, handle, AdminPermission.READ_VALUE, record)
         return self._answer_values(str(handle), stored, request.params, public_only=not may_read)
 
     def _answer_elsewhere(
@@ -681,12 +682,8 @@ class HandleNode:
     ) -> tuple[int, dict[str, Any] | bytes]:
         if isinstance(where, _Refer):
             code = ResponseCode.PREFIX_REFERRAL
-            head = json.dumps(
-                {"responseCode": int(code), "handle": echoed, "referral": where.record},
-                ensure_ascii=False,
-            )
-            fragments = ",".join(value.json for value in where.values)
-            return http_status(code), f'{head[:-1]},"values":[{fragments}]}}'.encode()
+            head = _head({"responseCode": int(code), "handle": echoed, "referral": where.record})
+            return http_status(code), _with_values(head, (value.json for value in where.values))
         assert isinstance(where, _Unknown)
         return http_status(where.code), _body(where.code, where.message, handle=echoed)
 
@@ -709,9 +706,8 @@ class HandleNode:
                 "handle": echoed,
                 "values": [],
             }
-        head = json.dumps({"responseCode": 1, "handle": echoed}, ensure_ascii=False)
-        fragments = ",".join(value.json for value in chosen)
-        return 200, f'{head[:-1]},"values":[{fragments}]}}'.encode()
+        head = _head({"responseCode": 1, "handle": echoed})
+        return 200, _with_values(head, (value.json for value in chosen))
 
     def _answer_resolution(
         self, echoed: str, resolution: Resolution, params: list[tuple[str, str]]
@@ -998,9 +994,7 @@ class HandleNode:
         self._audit(
             caller, "handle.create" if created else "handle.replace", echoed, "success", request
         )
-        return http_status(ResponseCode.SUCCESS, created=created), _body(
-            ResponseCode.SUCCESS, handle=echoed
-        )
+        return _written(echoed, created=created)
 
     async def _finish_create(
         self, later: _WriteLater, request: _Request
@@ -1020,9 +1014,7 @@ class HandleNode:
             await anyio.to_thread.run_sync(
                 self._audit, later.caller, action, echoed, "success", request
             )
-        return http_status(ResponseCode.SUCCESS, created=created), _body(
-            ResponseCode.SUCCESS, handle=echoed
-        )
+        return _written(echoed, created=created)
 
     def _decoded(self, stored: Sequence[StoredValue]) -> list[HandleValue]:
         """Stored values decoded, memoised by their JSON: the records every write consults
@@ -1062,9 +1054,7 @@ class HandleNode:
         except HandleError as error:
             return http_status(error.code), _body(error.code, error.message, handle=echoed)
         self._audit(caller, "handle.add_values", echoed, "success", request)
-        return http_status(ResponseCode.SUCCESS, created=untouched), _body(
-            ResponseCode.SUCCESS, handle=echoed
-        )
+        return _written(echoed, created=untouched)
 
     def _delete(self, raw: str, request: _Request) -> tuple[int, dict[str, Any]]:
         handle = self._parse(raw)
@@ -1241,7 +1231,7 @@ class HandleNode:
             status, body = answer.status, answer.body
         document = json.loads(body) if isinstance(body, bytes) else body
         code = document.get("responseCode")
-        shown = html.escape(document.get("handle") or _unquoted(raw))
+        shown = html.escape(document.get("handle") or unquote(raw))
         if code == ResponseCode.HANDLE_NOT_FOUND:
             return 404, _page(f"Handle {shown} not found", "<p>No such handle is registered.</p>")
         if code not in (ResponseCode.SUCCESS, ResponseCode.VALUES_NOT_FOUND):
@@ -1292,9 +1282,6 @@ class HandleNode:
         )
 
 
-P_READ = AdminPermission.READ_VALUE
-
-
 @dataclass(frozen=True, slots=True)
 class _Raw:
     content: bytes
@@ -1306,10 +1293,6 @@ def _public(request: _Request) -> _Request:
     headers = {k: v for k, v in request.headers.items() if k != b"authorization"}
     params = [(k, v) for k, v in request.params if k in ("auth",)]
     return replace(request, headers=headers, params=params, extra_headers=request.extra_headers)
-
-
-def _unquoted(raw: str) -> str:
-    return unquote(raw)
 
 
 def _paging(params: list[tuple[str, str]]) -> tuple[int, int]:
@@ -1326,6 +1309,23 @@ def _paging(params: list[tuple[str, str]]) -> tuple[int, int]:
     if page_size > 10_000:
         page_size = 10_000
     return page, page_size
+
+
+def _written(echoed: str, *, created: bool) -> tuple[int, dict[str, Any]]:
+    """The answer to a successful write: 201 when it created something, else 200."""
+    return http_status(ResponseCode.SUCCESS, created=created), _body(
+        ResponseCode.SUCCESS, handle=echoed
+    )
+
+
+def _with_values(head: bytes, fragments: Iterable[str]) -> bytes:
+    """A JSON answer from ``head`` (an object's text without its closing brace) and the
+    stored JSON fragments of its values: nothing is parsed or re-serialised."""
+    return head + b',"values":[' + ",".join(fragments).encode() + b"]}"
+
+
+def _head(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False)[:-1].encode()
 
 
 def _select(
@@ -1467,8 +1467,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def handle_url(base: str, handle: str) -> str:
-    """The REST URL of ``handle`` on the node at ``base``."""
-    return f"{base.rstrip('/')}{HANDLES_PATH}{quote(handle, safe='/')}"

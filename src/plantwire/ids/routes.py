@@ -21,6 +21,7 @@ from plantwire.ids.model import HS_PUBKEY, PublicKey
 from plantwire.ids.names import HandleSyntaxError, match_key, parse_prefix, prefix_record
 from plantwire.ids.rest import AuditHook, PlatformAuth, PlatformGrant
 from plantwire.ids.server import RunningNode, admin_values
+from plantwire.ids.store import HomedPrefix
 from plantwire.platform import Platform, get_platform
 from plantwire.security import audit
 from plantwire.security.auth import AuthenticateFirst, principal_for_token, require
@@ -70,6 +71,12 @@ class PrefixOut(BaseModel):
 
 class PrefixPage(BaseModel):
     items: list[PrefixOut]
+
+
+def _homed_as(node: RunningNode, prefix: str) -> HomedPrefix | None:
+    """The homing of ``prefix`` on the node (its spelling and owner), if it is homed."""
+    key = match_key(prefix)
+    return next((h for h in node.store.homed() if match_key(h.prefix) == key), None)
 
 
 def _node(platform: Platform) -> RunningNode:
@@ -139,11 +146,12 @@ def home_prefix(
     with platform.sessions() as session:
         if session.scalar(select(Tenant.id).where(Tenant.id == body.tenant)) is None:
             raise not_found("tenant", body.tenant)
-    for homed in node.store.homed():
-        if match_key(homed.prefix) == match_key(prefix):
-            raise conflict(f"Prefix {homed.prefix} is homed here already.")
+    already = _homed_as(node, prefix)
+    if already is not None:
+        raise conflict(f"Prefix {already.prefix} is homed here already.")
     node.store.home(prefix, body.tenant)
-    owner = next(h for h in node.store.homed() if match_key(h.prefix) == match_key(prefix))
+    owner = _homed_as(node, prefix)
+    assert owner is not None, "homed just now"
     if owner.tenant_id != body.tenant:  # homed for another tenant at the same moment
         raise conflict(f"Prefix {owner.prefix} is homed here already.")
     record = prefix_record(prefix)
@@ -155,11 +163,10 @@ def home_prefix(
     node.node.refresh_homed()
     with transaction(platform.sessions) as session:
         audited(session, request, principal, "prefix.home", "prefix", prefix, body.tenant)
-    created = next(h for h in node.store.homed() if match_key(h.prefix) == match_key(prefix))
     return PrefixOut(
-        prefix=created.prefix,
-        tenant_id=created.tenant_id,
-        created_at=created.created_at,
+        prefix=owner.prefix,
+        tenant_id=owner.tenant_id,
+        created_at=owner.created_at,
         record=str(record),
     )
 
@@ -177,7 +184,7 @@ def unhome_prefix(
     platform: Platform = Depends(get_platform),
 ) -> None:
     node = _node(platform)
-    found = next((h for h in node.store.homed() if match_key(h.prefix) == match_key(prefix)), None)
+    found = _homed_as(node, prefix)
     if found is None:
         raise not_found("prefix", prefix)
     node.store.unhome(found.prefix)
@@ -216,9 +223,7 @@ def audit_hook(platform: Platform) -> AuditHook:
         tenant = None
         if node is not None:
             prefix = handle.partition("/")[0]
-            owner = next(
-                (h for h in node.store.homed() if match_key(h.prefix) == match_key(prefix)), None
-            )
+            owner = _homed_as(node, prefix)
             tenant = owner.tenant_id if owner is not None else None
         audit.record_apart(
             platform.sessions,

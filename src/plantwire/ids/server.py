@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from plantwire.ids.model import (
     ValuePermissions,
     ValueRef,
 )
-from plantwire.ids.names import PREFIX_AUTHORITY, parse_prefix, prefix_record
+from plantwire.ids.names import parse_prefix, prefix_record
 from plantwire.ids.rest import AuditHook, HandleNode, PlatformAuth
 from plantwire.ids.store import SqlHandleStore
 from plantwire.lifecycle import prepare
@@ -238,15 +237,6 @@ def build_node(
     return RunningNode(node, store, engine, resolver, owns_engine)
 
 
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: an ephemeral one), so callers know the port before the
     server starts."""
@@ -352,6 +342,3 @@ def base_url(sock: socket.socket, host: str, tls: bool) -> str:
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{shown}:{port}"
-
-
-ROOT_PREFIX = PREFIX_AUTHORITY

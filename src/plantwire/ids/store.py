@@ -200,16 +200,19 @@ class SqlHandleStore:
 
     # --- reads ------------------------------------------------------------------------
 
-    def get(self, handle: Handle) -> list[StoredValue] | None:
-        """The handle's values in index order; None if there is no such handle. One indexed
+    def _rows(self, key: str) -> Sequence[Any]:
+        """(index, type key, public read, JSON) rows of the handle with match key ``key``:
+        none if there is no such handle, one row of NULLs if it has no values. One indexed
         read: on SQLite through a plain ``sqlite3`` connection of this thread's (no layer
         between the query and the caller), elsewhere through one prebuilt Core statement."""
-        rows: Sequence[Any]
         if self._reader is not None:
-            rows = self._reader.rows(handle.key)
-        else:
-            with self.engine.connect() as connection:
-                rows = connection.execute(_VALUES_OF, {"key": handle.key}).all()
+            return self._reader.rows(key)
+        with self.engine.connect() as connection:
+            return connection.execute(_VALUES_OF, {"key": key}).all()
+
+    def get(self, handle: Handle) -> list[StoredValue] | None:
+        """The handle's values in index order; None if there is no such handle."""
+        rows = self._rows(handle.key)
         if not rows:
             return None
         return [
@@ -217,12 +220,7 @@ class SqlHandleStore:
         ]
 
     def public_json(self, key: str) -> list[str] | None:
-        rows: Sequence[Any]
-        if self._reader is not None:
-            rows = self._reader.rows(key)
-        else:
-            with self.engine.connect() as connection:
-                rows = connection.execute(_VALUES_OF, {"key": key}).all()
+        rows = self._rows(key)
         if not rows:
             return None
         return [row[3] for row in rows if row[0] is not None and row[2]]
@@ -257,41 +255,15 @@ class SqlHandleStore:
     def create(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool:
         """Make ``handle`` hold exactly ``values``. Returns True if the handle is new; an
         existing handle is replaced when ``overwrite``, else HANDLE_ALREADY_EXISTS."""
-        now = utcnow()
-        rows = [{"handle_key": handle.key, **_encode(v, now)} for v in values]
         try:
-            with writing(self.engine) as connection:
-                existed = self._exists(connection, handle)
-                if existed and not overwrite:
-                    raise HandleError(
-                        ResponseCode.HANDLE_ALREADY_EXISTS, f"Handle {handle} already exists."
-                    )
-                if existed:
-                    connection.execute(
-                        delete(handle_values).where(handle_values.c.handle_key == handle.key)
-                    )
-                    connection.execute(
-                        update(handles)
-                        .where(handles.c.handle_key == handle.key)
-                        .values(updated_at=now)
-                    )
-                else:
-                    connection.execute(
-                        insert(handles).values(
-                            handle_key=handle.key,
-                            handle=str(handle),
-                            prefix_key=match_key(handle.prefix),
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
-                if rows:
-                    connection.execute(insert(handle_values), rows)
+            (outcome,) = self.create_many([Creation(handle, values, overwrite)])
         except IntegrityError as error:  # a concurrent create of the same handle won
             raise HandleError(
                 ResponseCode.HANDLE_ALREADY_EXISTS, f"Handle {handle} already exists."
             ) from error
-        return not existed
+        if isinstance(outcome, HandleError):
+            raise outcome
+        return outcome
 
     def create_many(self, items: Sequence[Creation]) -> list[bool | HandleError]:
         """``create`` for many handles in one transaction (one commit for all): each item's

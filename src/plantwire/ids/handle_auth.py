@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import re
 import secrets
@@ -31,6 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import unquote
 
 from plantwire.ids.keys import verify_challenge
@@ -135,23 +137,27 @@ def parse_authorization(
     if scheme == "bearer":
         return BearerCredentials(rest.strip())
     if scheme == "handle":
-        fields: dict[str, str] = {}
-        position = 0
-        rest = rest.strip()
-        while position < len(rest):
-            match = _FIELD.match(rest, position)
-            if match is None or match.end() == position:
-                raise AuthHeaderError("The Handle authorization fields cannot be read.")
-            name = match.group(1).lower()
-            value = match.group(2) if match.group(2) is not None else match.group(3)
-            fields[name] = re.sub(r"\\(.)", r"\1", value)
-            position = match.end()
-        if fields.get("version", "0") != "0":
-            raise AuthHeaderError("Only version 0 of Handle authorization is known.")
-        if "id" in fields:
-            fields["id"] = unquote(fields["id"])
-        return HandleCredentials(fields)
+        return _handle_credentials(rest.strip())
     raise AuthHeaderError(f"Unknown authorization scheme {scheme!r}: use Basic or Handle.")
+
+
+@functools.lru_cache(maxsize=1024)  # a client sends the same session header on every request
+def _handle_credentials(rest: str) -> HandleCredentials:
+    fields: dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        match = _FIELD.match(rest, position)
+        if match is None or match.end() == position:
+            raise AuthHeaderError("The Handle authorization fields cannot be read.")
+        name = match.group(1).lower()
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        fields[name] = re.sub(r"\\(.)", r"\1", value)
+        position = match.end()
+    if fields.get("version", "0") != "0":
+        raise AuthHeaderError("Only version 0 of Handle authorization is known.")
+    if "id" in fields:
+        fields["id"] = unquote(fields["id"])
+    return HandleCredentials(MappingProxyType(fields))  # shared: read-only
 
 
 # --- challenge sessions ------------------------------------------------------------------

@@ -10,6 +10,7 @@ and a typed object for the types the Handle System itself interprets."""
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,7 @@ DEFAULT_TTL = 86400  # seconds, relative: the Handle System's default
 MAX_INDEX = 2**31 - 1  # indexes are positive 32-bit integers; 0 is reserved
 
 
+@functools.lru_cache(maxsize=4096)  # a node sees few distinct types; every check asks
 def type_matches(value_type: str, wanted: str) -> bool:
     """Whether ``value_type`` is ``wanted`` or, when ``wanted`` ends with '.', one of its
     subtypes (``URL.`` matches ``URL.mobile``); ASCII letters compare without case."""

@@ -14,7 +14,7 @@ ASCII, as every prefix the national and global systems issue is."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
@@ -36,6 +36,7 @@ PREFIX_AUTHORITY = "0.NA"  # the prefix under which every prefix's own record li
 _PREFIX_SEGMENT = re.compile(r"[!-~]+")  # printable ASCII, no space
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ASCII_UPPER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_AUTHORITY_KEY = PREFIX_AUTHORITY.lower()
 
 
 class HandleSyntaxError(ValueError):
@@ -77,18 +78,18 @@ class Handle:
 
     prefix: str
     suffix: str
+    # Derived once: every lookup, permission check and write asks for them.
+    key: str = field(init=False, repr=False, compare=False)
+    is_prefix_record: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        text = f"{self.prefix}/{self.suffix}"
+        object.__setattr__(self, "key", match_key(text))
+        # Whether this is the record of a prefix (``0.NA/<prefix>``).
+        object.__setattr__(self, "is_prefix_record", match_key(self.prefix) == _AUTHORITY_KEY)
 
     def __str__(self) -> str:
         return f"{self.prefix}/{self.suffix}"
-
-    @property
-    def key(self) -> str:
-        return match_key(str(self))
-
-    @property
-    def is_prefix_record(self) -> bool:
-        """Whether this is the record of a prefix (``0.NA/<prefix>``)."""
-        return match_key(self.prefix) == match_key(PREFIX_AUTHORITY)
 
     @property
     def authority(self) -> str:
@@ -118,7 +119,7 @@ def parse_handle(text: str, max_bytes: int = DEFAULT_MAX_HANDLE_BYTES) -> Handle
     if not suffix:
         raise HandleSyntaxError(f"Handle {text!r} has an empty suffix.")
     parse_prefix(prefix)
-    if match_key(prefix) == match_key(PREFIX_AUTHORITY):
+    if match_key(prefix) == _AUTHORITY_KEY:
         parse_prefix(suffix)  # 0.NA/<prefix>: the suffix must itself be a prefix
     return Handle(prefix, suffix)
 

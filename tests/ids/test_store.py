@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -190,3 +191,62 @@ async def test_the_batching_writer_groups_concurrent_creates(store: SqlHandleSto
     assert sum(calls) == 41
     assert len(calls) < 41  # grouped: far fewer transactions than creates
     assert all(store.get(name) is not None for name in names)
+
+
+def test_create_many_stamps_times_readable_as_utc(store: SqlHandleStore) -> None:
+    from sqlalchemy import select
+
+    from plantwire.ids.tables import handles
+
+    first, second = parse_handle("88.101.5/stamped-1"), parse_handle("88.101.5/stamped-2")
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    store.create_many([Creation(first, VALUES, False), Creation(second, VALUES, False)])
+    store.create_many([Creation(first, VALUES[:1], True)])  # replaces: touches updated_at
+    after = datetime.now(UTC) + timedelta(seconds=1)
+    query = select(handles.c.handle, handles.c.created_at, handles.c.updated_at).where(
+        handles.c.handle.in_([str(first), str(second)])
+    )
+    with store.engine.connect() as connection:
+        rows = {row[0]: (row[1], row[2]) for row in connection.execute(query)}
+    assert set(rows) == {str(first), str(second)}
+    for created, updated in rows.values():
+        assert created.tzinfo is not None
+        assert before <= created <= updated <= after
+    assert rows[str(first)][1] > rows[str(first)][0]  # replaced later
+    assert rows[str(second)][1] == rows[str(second)][0]
+
+
+def test_prefix_records_are_kept_briefly_and_forgotten_on_write(store: SqlHandleStore) -> None:
+    record = parse_handle("0.NA/88.101.5")
+    store.create(record, [ADMIN], overwrite=False)
+    assert [v.index for v in store.get(record) or []] == [100]
+    # Written through this store: seen at once, whichever write it is.
+    store.add_values(record, [URL], overwrite=False)
+    assert [v.index for v in store.get(record) or []] == [1, 100]
+    store.remove_values(record, [1])
+    assert [v.index for v in store.get(record) or []] == [100]
+    # Written by another server of the site (another store on the same database): kept
+    # until RECORD_SECONDS pass, then read again.
+    other = SqlHandleStore(store.engine)
+    try:
+        store.RECORD_SECONDS = 0.3
+        assert store.get(record) is not None  # kept from now
+        other.delete(record)
+        assert store.get(record) is not None
+        deadline = time.monotonic() + 5
+        while store.get(record) is not None:
+            assert time.monotonic() < deadline, "the record was never read again"
+            time.sleep(0.05)
+        # A missing record is kept too, and a create through this store forgets it.
+        store.create(record, [ADMIN], overwrite=False)
+        assert store.get(record) is not None
+    finally:
+        other.close()
+    # Ordinary handles are always read afresh.
+    store.create(H, VALUES, overwrite=False)
+    other = SqlHandleStore(store.engine)
+    try:
+        other.delete(H)
+        assert store.get(H) is None
+    finally:
+        other.close()

@@ -8,10 +8,12 @@ with their index, type and public-read flag beside them so reads can filter with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,7 +26,7 @@ from plantwire.db import writing
 from plantwire.ids.codes import HandleError, ResponseCode
 from plantwire.ids.handle_json import value_from_json, value_to_json
 from plantwire.ids.model import HandleValue
-from plantwire.ids.names import Handle, match_key, parse_prefix
+from plantwire.ids.names import PREFIX_AUTHORITY, Handle, match_key, parse_prefix
 from plantwire.ids.tables import handle_values, handles, homed_prefixes
 from plantwire.security.tables import utcnow
 
@@ -182,12 +184,80 @@ def _encode(value: HandleValue, now: datetime) -> dict[str, object]:
     }
 
 
+_IN_CHUNK = 500  # keys per IN (…) list
+_RECORD_KEY_START = match_key(PREFIX_AUTHORITY) + "/"  # match keys of prefix records
+_RECORDS_KEPT = 4096
+_VALUE_COLUMNS = ("handle_key", "idx", "type_key", "public_read", "value_json")  # _Plan.rows
+
+
+def _chunks(keys: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(keys), _IN_CHUNK):
+        yield keys[start : start + _IN_CHUNK]
+
+
+def _marks(chunk: list[str]) -> str:
+    return ",".join("?" * len(chunk))
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one batch of creations writes, decided from the handles that exist."""
+
+    outcomes: list[bool | HandleError]
+    new_handles: list[tuple[str, str, str]]  # key, handle as written, prefix key
+    replaced: list[str]
+    rows: list[tuple[str, int, str, bool, str]]  # in _VALUE_COLUMNS order
+
+
+def _plan(items: Sequence[Creation], existing: set[str], now: datetime) -> _Plan:
+    plan = _Plan([], [], [], [])
+    for item in items:
+        key = item.handle.key
+        if key in existing and not item.overwrite:
+            plan.outcomes.append(
+                HandleError(
+                    ResponseCode.HANDLE_ALREADY_EXISTS, f"Handle {item.handle} already exists."
+                )
+            )
+            continue
+        if key in existing:
+            plan.replaced.append(key)
+        else:
+            plan.new_handles.append((key, str(item.handle), match_key(item.handle.prefix)))
+        for value in item.values:
+            encoded = _encode(value, now)
+            plan.rows.append(
+                (
+                    key,
+                    value.index,
+                    str(encoded["type_key"]),
+                    value.permissions.public_read,
+                    str(encoded["value_json"]),
+                )
+            )
+        plan.outcomes.append(key not in existing)
+    return plan
+
+
 class SqlHandleStore:
     """``HandleStore`` on the registry database."""
+
+    # How long a prefix record read here may be reused. Writes through this store forget
+    # it at once; a write by another process (another server of a site on PostgreSQL) is
+    # seen within this time, as homed prefixes are (``HandleNode.homed_keys``).
+    RECORD_SECONDS = 2.0
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._reader = _SqliteReader(engine) if engine.dialect.name == "sqlite" else None
+        self._records: dict[str, tuple[float, list[StoredValue] | None]] = {}
+        self._records_generation = 0
+        self._records_lock = threading.Lock()
+        # A moment as SQLAlchemy writes it into a ``UTCDateTime`` column of this database
+        # (for the statements that bypass SQLAlchemy).
+        column_type = handles.c.created_at.type.dialect_impl(engine.dialect)
+        convert = column_type.bind_processor(engine.dialect)
+        self._time_column: Callable[[datetime], Any] = convert or (lambda moment: moment)
 
     @property
     def reads_inline(self) -> bool:
@@ -211,7 +281,41 @@ class SqlHandleStore:
             return connection.execute(_VALUES_OF, {"key": key}).all()
 
     def get(self, handle: Handle) -> list[StoredValue] | None:
-        """The handle's values in index order; None if there is no such handle."""
+        """The handle's values in index order; None if there is no such handle. Prefix
+        records — read by every write they govern — are kept for ``RECORD_SECONDS``, and
+        forgotten at once when this store writes one (see ``_forget_records``)."""
+        if not handle.is_prefix_record:
+            return self._read(handle)
+        now = time.monotonic()
+        kept = self._records.get(handle.key)
+        if kept is not None and kept[0] > now:
+            return None if kept[1] is None else list(kept[1])
+        generation = self._records_generation
+        found = self._read(handle)
+        with self._records_lock:
+            if generation == self._records_generation:  # no write of a record meanwhile
+                if len(self._records) >= _RECORDS_KEPT:
+                    self._records.clear()
+                self._records[handle.key] = (now + self.RECORD_SECONDS, found)
+        return None if found is None else list(found)
+
+    @contextlib.contextmanager
+    def _writing(self, *keys: str) -> Iterator[Connection]:
+        """A write transaction on the handles with match keys ``keys``."""
+        try:
+            with writing(self.engine) as connection:
+                yield connection
+        finally:
+            self._forget_records(keys)
+
+    def _forget_records(self, keys: Iterable[str]) -> None:
+        """After a committed write: drop the kept prefix records if it touched one."""
+        if any(key.startswith(_RECORD_KEY_START) for key in keys):
+            with self._records_lock:
+                self._records_generation += 1
+                self._records.clear()
+
+    def _read(self, handle: Handle) -> list[StoredValue] | None:
         rows = self._rows(handle.key)
         if not rows:
             return None
@@ -273,55 +377,85 @@ class SqlHandleStore:
         keys = [item.handle.key for item in items]
         if len(set(keys)) != len(keys):
             raise ValueError("A batch names one handle at most once.")
-        outcomes: list[bool | HandleError] = []
-        new_handles: list[dict[str, object]] = []
-        replaced: list[str] = []
-        rows: list[dict[str, object]] = []
-        with writing(self.engine) as connection:
-            existing: set[str] = set()
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                existing.update(
-                    connection.execute(
-                        select(handles.c.handle_key).where(handles.c.handle_key.in_(chunk))
-                    ).scalars()
-                )
-            for item in items:
-                key = item.handle.key
-                if key in existing and not item.overwrite:
-                    outcomes.append(
-                        HandleError(
-                            ResponseCode.HANDLE_ALREADY_EXISTS,
-                            f"Handle {item.handle} already exists.",
-                        )
-                    )
-                    continue
-                if key in existing:
-                    replaced.append(key)
-                else:
-                    new_handles.append(
-                        {
-                            "handle_key": key,
-                            "handle": str(item.handle),
-                            "prefix_key": match_key(item.handle.prefix),
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                    )
-                rows.extend({"handle_key": key, **_encode(v, now)} for v in item.values)
-                outcomes.append(key not in existing)
-            if replaced:
-                connection.execute(
-                    delete(handle_values).where(handle_values.c.handle_key.in_(replaced))
-                )
-                connection.execute(
-                    update(handles).where(handles.c.handle_key.in_(replaced)).values(updated_at=now)
-                )
-            if new_handles:
-                connection.execute(insert(handles), new_handles)
-            if rows:
-                connection.execute(insert(handle_values), rows)
+        with self._writing(*keys) as connection:
+            if self._reader is not None:
+                # The registration hot path on SQLite: the same statements on the
+                # transaction's own sqlite3 connection, without SQLAlchemy's per-row work
+                # (which cost ten times the inserts).
+                driver = connection.connection.driver_connection
+                assert isinstance(driver, sqlite3.Connection)
+                outcomes = self._create_sqlite(driver.cursor(), items, keys, now)
+            else:
+                outcomes = self._create_core(connection, items, keys, now)
         return outcomes
+
+    def _create_sqlite(
+        self, cursor: sqlite3.Cursor, items: Sequence[Creation], keys: list[str], now: datetime
+    ) -> list[bool | HandleError]:
+        existing: set[str] = set()
+        for chunk in _chunks(keys):
+            query = f"SELECT handle_key FROM handles WHERE handle_key IN ({_marks(chunk)})"  # noqa: S608 (only ? marks)
+            existing.update(row[0] for row in cursor.execute(query, chunk))
+        plan = _plan(items, existing, now)
+        stamp = self._time_column(now)
+        for chunk in _chunks(plan.replaced):
+            dropping = f"DELETE FROM handle_values WHERE handle_key IN ({_marks(chunk)})"  # noqa: S608 (only ? marks)
+            cursor.execute(dropping, chunk)
+            touching = f"UPDATE handles SET updated_at = ? WHERE handle_key IN ({_marks(chunk)})"  # noqa: S608 (only ? marks)
+            cursor.execute(touching, [stamp, *chunk])
+        cursor.executemany(
+            "INSERT INTO handles (handle_key, handle, prefix_key, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(key, text, prefix, stamp, stamp) for key, text, prefix in plan.new_handles],
+        )
+        cursor.executemany(
+            "INSERT INTO handle_values (handle_key, idx, type_key, public_read, value_json)"
+            " VALUES (?, ?, ?, ?, ?)",
+            plan.rows,
+        )
+        return plan.outcomes
+
+    @staticmethod
+    def _create_core(
+        connection: Connection, items: Sequence[Creation], keys: list[str], now: datetime
+    ) -> list[bool | HandleError]:
+        existing: set[str] = set()
+        for chunk in _chunks(keys):
+            existing.update(
+                connection.execute(
+                    select(handles.c.handle_key).where(handles.c.handle_key.in_(chunk))
+                ).scalars()
+            )
+        plan = _plan(items, existing, now)
+        if plan.replaced:
+            connection.execute(
+                delete(handle_values).where(handle_values.c.handle_key.in_(plan.replaced))
+            )
+            connection.execute(
+                update(handles)
+                .where(handles.c.handle_key.in_(plan.replaced))
+                .values(updated_at=now)
+            )
+        if plan.new_handles:
+            connection.execute(
+                insert(handles),
+                [
+                    {
+                        "handle_key": key,
+                        "handle": text,
+                        "prefix_key": prefix,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for key, text, prefix in plan.new_handles
+                ],
+            )
+        if plan.rows:
+            connection.execute(
+                insert(handle_values),
+                [dict(zip(_VALUE_COLUMNS, row, strict=True)) for row in plan.rows],
+            )
+        return plan.outcomes
 
     def add_values(self, handle: Handle, values: Sequence[HandleValue], *, overwrite: bool) -> bool:
         """Add ``values`` to an existing handle. A value at an index already used replaces
@@ -329,7 +463,7 @@ class SqlHandleStore:
         replaced."""
         now = utcnow()
         indexes = [v.index for v in values]
-        with writing(self.engine) as connection:
+        with self._writing(handle.key) as connection:
             if not self._exists(connection, handle):
                 raise HandleError(ResponseCode.HANDLE_NOT_FOUND, f"Handle {handle} not found.")
             taken = set(
@@ -364,7 +498,7 @@ class SqlHandleStore:
     def remove_values(self, handle: Handle, indexes: Iterable[int]) -> None:
         """Remove the values at ``indexes``: all of them, or none (VALUES_NOT_FOUND)."""
         wanted = set(indexes)
-        with writing(self.engine) as connection:
+        with self._writing(handle.key) as connection:
             if not self._exists(connection, handle):
                 raise HandleError(ResponseCode.HANDLE_NOT_FOUND, f"Handle {handle} not found.")
             result = connection.execute(
@@ -385,7 +519,7 @@ class SqlHandleStore:
             )
 
     def delete(self, handle: Handle) -> None:
-        with writing(self.engine) as connection:
+        with self._writing(handle.key) as connection:
             connection.execute(
                 delete(handle_values).where(handle_values.c.handle_key == handle.key)
             )

@@ -22,7 +22,6 @@ Needs ``wrk`` (``apt-get install wrk``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -192,6 +191,8 @@ def serve(kind: str, server: str, port: int, data: Path | None, root: str | None
         from granian.constants import Interfaces
         from granian.server.embed import Server
 
+        from plantwire.ids.server import run_loop
+
         async def run_granian() -> None:
             embedded = Server(
                 app,
@@ -203,7 +204,7 @@ def serve(kind: str, server: str, port: int, data: Path | None, root: str | None
             )
             await embedded.serve()
 
-        asyncio.run(run_granian())
+        run_loop(run_granian())  # uvloop, as `plantwire ids serve` runs
     else:
         import uvicorn
 

@@ -54,6 +54,12 @@ ADMIN_VALUE = {
 }
 
 
+def admin_json(index: int, handle: str, admin_index: int, permissions: str) -> dict[str, Any]:
+    """An HS_ADMIN value in Handle.net JSON granting ``admin_index:handle`` ``permissions``."""
+    granted = {"handle": handle, "index": admin_index, "permissions": permissions}
+    return {"index": index, "type": "HS_ADMIN", "data": {"format": "admin", "value": granted}}
+
+
 @dataclass
 class Node:
     url: str
@@ -250,14 +256,7 @@ async def test_an_identity_without_the_permission_is_refused(node: Node) -> None
     )
     assert (response.status_code, response.json()["responseCode"]) == (403, 400)
     # Granting it ADD_HANDLE on the prefix record lets it create (but not delete) handles.
-    grant = {
-        "index": 110,
-        "type": "HS_ADMIN",
-        "data": {
-            "format": "admin",
-            "value": {"handle": "88.101.5/operator", "index": 300, "permissions": "000000000001"},
-        },
-    }
+    grant = admin_json(110, "88.101.5/operator", 300, "000000000001")
     assert (await put(node, "0.NA/88.101.5", [grant], index="110")).status_code == 201
     created = await node.http.put(
         f"/api/handles/{UNIT}", json=[URL_VALUE], headers=basic(other, "operator-secret")
@@ -505,14 +504,7 @@ async def test_client_made_secret_hashes_are_hashed_again(node: Node) -> None:
 async def test_concurrent_creates_of_one_handle_never_both_win(node: Node) -> None:
     operator_key = {"index": 300, "type": "HS_SECKEY", "data": "operator-secret"}
     assert (await put(node, "88.101.5/operator", [operator_key, ADMIN_VALUE])).status_code == 201
-    grant = {
-        "index": 110,
-        "type": "HS_ADMIN",
-        "data": {
-            "format": "admin",
-            "value": {"handle": "88.101.5/operator", "index": 300, "permissions": "000000000001"},
-        },
-    }
+    grant = admin_json(110, "88.101.5/operator", 300, "000000000001")
     assert (await put(node, "0.NA/88.101.5", [grant], index="110")).status_code == 201
     mine = [{**URL_VALUE, "data": "https://mine.example"}, ADMIN_VALUE]
     theirs = [{**URL_VALUE, "data": "https://theirs.example"}]
@@ -546,3 +538,44 @@ async def test_the_proxy_encodes_what_a_header_cannot_carry(node: Node) -> None:
     assert response.status_code == 302
     assert response.headers["location"] == "https://plant.example/a%20b%0D%0AX-Evil:%201/%C3%BC"
     assert "x-evil" not in response.headers
+
+
+async def test_session_writes_decided_on_the_loop_replace_and_refuse_rightly(
+    node: Node, rsa_key: PrivateKey
+) -> None:
+    """Session-authenticated creates are decided on the event loop without reading the
+    handle; a handle that exists after all is decided again as a replace."""
+    identity = await add_pubkey(node, rsa_key, 301)
+    with node.client(identity=identity, private_key=rsa_key) as client:
+        session = await asyncio.to_thread(client._open_session)
+    header = {"Authorization": f'Handle version="0", sessionId="{session}"'}
+
+    async def session_put(handle: str, values: list[dict[str, Any]], **params: str) -> Any:
+        response = await node.http.put(
+            f"/api/handles/{handle}", params=params, json=values, headers=header
+        )
+        return response.status_code, response.json()
+
+    mine = admin_json(100, "0.NA/88.101.5", 301, "011111110011")
+    assert (await session_put(UNIT, [URL_VALUE, mine]))[0] == 201
+    other_url = {**URL_VALUE, "data": "https://plant.example/u/2"}
+    assert (await session_put(UNIT, [other_url, mine]))[0] == 200  # replaced
+    status, body = await session_put(UNIT, [URL_VALUE], overwrite="false")
+    assert (status, body["responseCode"]) == (409, 101)
+    values = (await node.http.get(f"/api/handles/{UNIT}")).json()["values"]
+    assert [v["data"]["value"] for v in values if v["type"] == "URL"] == [
+        "https://plant.example/u/2"
+    ]
+    # An identity holding only the handle's own HS_ADMIN (nothing on the prefix) may
+    # replace that handle, and may not create others.
+    robot_key = generate_private_key()
+    robot = HandleValue(300, "HS_PUBKEY", public_key_to_jwk(robot_key))
+    assert (await put(node, "88.101.5/robot", [value_to_json(robot)])).status_code == 201
+    robot_admin = admin_json(101, "88.101.5/robot", 300, "011111110011")
+    assert (await session_put(UNIT, [URL_VALUE, robot_admin]))[0] == 200
+    with node.client(identity="300:88.101.5/robot", private_key=robot_key) as client:
+        robot_session = await asyncio.to_thread(client._open_session)
+    header["Authorization"] = f'Handle version="0", sessionId="{robot_session}"'
+    assert (await session_put(UNIT, [other_url, robot_admin]))[0] == 200
+    status, body = await session_put("88.101.5/not-the-robots", [URL_VALUE])
+    assert (status, body["responseCode"]) == (403, 400)

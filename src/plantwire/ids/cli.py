@@ -193,6 +193,7 @@ def serve(
         bind_socket,
         build_node,
         prepare_node_dir,
+        run_loop,
         serve_node,
         serve_node_granian,
     )
@@ -261,7 +262,7 @@ def serve(
             waiting.cancel()
 
     with _errors():
-        asyncio.run(run())
+        run_loop(run())
 
 
 @ids_app.command()
@@ -538,6 +539,7 @@ def demo_hierarchy(
 ) -> None:
     """Run root, top-level 88, secondary 88.101, enterprise 88.101.5 and a recursive node."""
     from plantwire.ids.demo import run_hierarchy
+    from plantwire.ids.server import run_loop
 
     directory = data_dir or Path(tempfile.mkdtemp(prefix="plantwire-ids-demo-"))
 
@@ -562,7 +564,7 @@ def demo_hierarchy(
         sys.stdout.flush()
 
     with _errors():
-        asyncio.run(
+        run_loop(
             run_hierarchy(
                 directory,
                 base_port,

@@ -31,6 +31,7 @@ import functools
 import html
 import ipaddress
 import json
+import logging
 import threading
 import time
 import uuid
@@ -126,6 +127,7 @@ _PREFLIGHT = [
     (b"access-control-max-age", b"86400"),
 ]
 _log = structlog.get_logger("plantwire.ids")
+_stdlib_log = logging.getLogger("plantwire.ids")
 
 #: Records a write (or a refused one): caller, action, handle, outcome, source address.
 AuditHook = Callable[[str, str, str, str, str | None], None]
@@ -157,6 +159,7 @@ def _parent(prefix: str) -> str | None:
     return head if dot else None
 
 
+@functools.lru_cache(maxsize=1024)  # asked per request, of the same few peers
 def is_loopback_host(host: str | None) -> bool:
     """Whether ``host`` (a peer or listen address) is this machine."""
     if not host:
@@ -223,13 +226,22 @@ class _WriteLater(Exception):
     """A create decided on the event loop, to be written by the batching writer."""
 
     def __init__(
-        self, caller: Caller, handle: Handle, values: list[HandleValue], overwrite: bool
+        self,
+        caller: Caller,
+        handle: Handle,
+        values: list[HandleValue],
+        overwrite: bool,
+        *,
+        unread: bool = False,
     ) -> None:
         super().__init__(str(handle))
         self.caller = caller
         self.handle = handle
         self.values = values
         self.overwrite = overwrite
+        # Decided as a create without reading the handle: if it exists after all, the
+        # request is decided again in a worker thread (see HandleNode._create).
+        self.unread = unread
 
 
 class _Answer(Exception):
@@ -416,8 +428,12 @@ class HandleNode:
             anyio.from_thread.run(self.resolver.verify_secret, handle, identity.index, secret)
         )
 
-    def _value_reader(self) -> Callable[[ValueRef], HandleValue | None]:
-        records: dict[str, list[HandleValue] | None] = {}
+    def _value_reader(
+        self, known: dict[str, list[HandleValue] | None] | None = None
+    ) -> Callable[[ValueRef], HandleValue | None]:
+        """Reads values by reference, each record once; ``known`` records (by match key) are
+        not read again."""
+        records: dict[str, list[HandleValue] | None] = dict(known or {})
 
         def read(ref: ValueRef) -> HandleValue | None:
             key = match_key(ref.handle)
@@ -561,7 +577,7 @@ class HandleNode:
                         return self._put(raw, request)
                     except _WriteLater as later:
                         self._inline.active = False
-                        return await self._finish_create(later, request)
+                        return await self._finish_create(later, raw, request)
                     except _NeedsThread:
                         pass
                     finally:
@@ -820,9 +836,12 @@ class HandleNode:
         handle: Handle,
         needed: AdminPermission,
         admin_record: Sequence[HandleValue] | None,
+        *,
+        record_of: Handle | None = None,
     ) -> bool:
         """Whether ``caller`` holds ``needed`` through ``admin_record`` (the governing
-        record's values) or as a platform user administering the handle's prefix."""
+        record's values; ``record_of`` names that record, so that it is not read again) or as
+        a platform user administering the handle's prefix."""
         if caller.platform_user is not None:
             if not handle.is_prefix_record:
                 return match_key(handle.prefix) in caller.prefixes
@@ -840,11 +859,17 @@ class HandleNode:
         if caller.identity is None or not admin_record:
             return False
         admins = [value for value in admin_record if value.has_type(HS_ADMIN)]
-        return authority.holds(caller.identity, needed, admins, self._value_reader())
+        known: dict[str, list[HandleValue] | None] = {}
+        if record_of is not None:
+            known[record_of.key] = list(admin_record)
+        return authority.holds(caller.identity, needed, admins, self._value_reader(known))
 
-    def _governing(self, operation: Operation, handle: Handle) -> list[HandleValue] | None:
+    def _governing(
+        self, operation: Operation, handle: Handle
+    ) -> tuple[Handle, list[HandleValue] | None]:
+        """The record deciding ``operation`` on ``handle``, and its values."""
         record = authority.governing_record(operation, handle)
-        return self._read_record(str(record))
+        return record, self._read_record(str(record))
 
     # --- writes -----------------------------------------------------------------------
 
@@ -867,7 +892,10 @@ class HandleNode:
     ) -> None:
         if self.audit is not None and self._inline_now():
             raise _NeedsThread
-        _log.info("handle write", actor=caller.name, action=action, handle=target, outcome=outcome)
+        if _stdlib_log.isEnabledFor(logging.INFO):  # skips structlog's work when info is off
+            _log.info(
+                "handle write", actor=caller.name, action=action, handle=target, outcome=outcome
+            )
         if self.audit is not None:
             self.audit(caller.name, action, target, outcome, request.client)
 
@@ -955,14 +983,23 @@ class HandleNode:
         overwrite: bool,
         request: _Request,
     ) -> tuple[int, dict[str, Any]]:
-        stored = self.store.get(handle)
         echoed = str(handle)
+        operation = Operation.CREATE_HANDLE
+        if handle.is_prefix_record and _parent(handle.suffix) is not None:
+            operation = Operation.CREATE_DERIVED_PREFIX
+        if self._inline_now():
+            # On the event loop, a caller who may create the handle has it written as new
+            # without reading it first: the batch refuses it if it exists, and the request
+            # is then decided again in a worker thread (replacing needs the handle's own
+            # HS_ADMIN). Anyone else is decided there too: refusals are not the hot path.
+            record_of, admin_record = self._governing(operation, handle)
+            if self._permitted(caller, handle, operation.value, admin_record, record_of=record_of):
+                raise _WriteLater(caller, handle, values, overwrite=False, unread=overwrite)
+            raise _NeedsThread
+        stored = self.store.get(handle)
         if stored is None:
-            operation = Operation.CREATE_HANDLE
-            if handle.is_prefix_record and _parent(handle.suffix) is not None:
-                operation = Operation.CREATE_DERIVED_PREFIX
             needed = operation.value
-            admin_record = self._governing(operation, handle)
+            record_of, admin_record = self._governing(operation, handle)
         else:
             if not overwrite:
                 code = ResponseCode.HANDLE_ALREADY_EXISTS
@@ -975,16 +1012,14 @@ class HandleNode:
                 existing, [value.index for value in existing if value.index not in kept]
             )
             needed = needed or AdminPermission.MODIFY_VALUE
-            admin_record = existing
-        if not self._permitted(caller, handle, needed, admin_record):
+            record_of, admin_record = handle, existing
+        if not self._permitted(caller, handle, needed, admin_record, record_of=record_of):
             raise self._deny(
                 caller, "handle.create" if stored is None else "handle.replace", handle, request
             )
         # Permission was checked for what exists now: a create decided on "no such handle"
         # must not replace one made meanwhile (that would need the handle's own HS_ADMIN).
         overwrite = overwrite and stored is not None
-        if self._inline_now():
-            raise _WriteLater(caller, handle, values, overwrite)
         try:
             created = anyio.from_thread.run(
                 functools.partial(self._batcher.create, handle, values, overwrite=overwrite)
@@ -997,8 +1032,8 @@ class HandleNode:
         return _written(echoed, created=created)
 
     async def _finish_create(
-        self, later: _WriteLater, request: _Request
-    ) -> tuple[int, dict[str, Any]]:
+        self, later: _WriteLater, raw: str, request: _Request
+    ) -> tuple[int, dict[str, Any] | bytes]:
         """The write of a create decided on the event loop: joins the next batch."""
         echoed = str(later.handle)
         try:
@@ -1006,6 +1041,8 @@ class HandleNode:
                 later.handle, later.values, overwrite=later.overwrite
             )
         except HandleError as error:
+            if later.unread and error.code is ResponseCode.HANDLE_ALREADY_EXISTS:
+                return await self._in_thread(self._put, raw, request)  # a replace, then
             return http_status(error.code), _body(error.code, error.message, handle=echoed)
         action = "handle.create" if created else "handle.replace"
         if self.audit is None:
@@ -1085,10 +1122,13 @@ class HandleNode:
             else:
                 if handle.is_prefix_record and _parent(handle.suffix) is not None:
                     operation = Operation.DELETE_DERIVED_PREFIX
-                    admin_record = self._governing(operation, handle)
+                    record_of, admin_record = self._governing(operation, handle)
                 else:
                     operation, admin_record = Operation.DELETE_HANDLE, existing
-                if not self._permitted(caller, handle, operation.value, admin_record):
+                    record_of = handle
+                if not self._permitted(
+                    caller, handle, operation.value, admin_record, record_of=record_of
+                ):
                     raise self._deny(caller, "handle.delete", handle, request)
                 self.store.delete(handle)
                 action = "handle.delete"

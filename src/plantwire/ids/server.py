@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -69,6 +69,9 @@ _SECRET_ONLY = ValuePermissions(
 
 class BootstrapError(Exception):
     """A node cannot start as configured; the message says why and what to do."""
+
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -336,6 +339,17 @@ async def serve_node_granian(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await running.aclose()
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on uvloop where it is installed (everywhere but Windows),
+    else on asyncio's own loop. Measured here, uvloop under granian answered a third more
+    requests per second than asyncio's loop (docs/benchmarks.md)."""
+    try:
+        import uvloop
+    except ImportError:  # Windows
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def base_url(sock: socket.socket, host: str, tls: bool) -> str:

@@ -105,6 +105,7 @@ def _register_seed_hooks(
     tenant_ids: list[str],
     user_ids: list[str],
     token_ids: list[str],
+    device_ids: list[str],
     logins: list[dict[str, str]],
 ) -> None:
     """Make generated data name seeded resources about half of the time."""
@@ -113,6 +114,7 @@ def _register_seed_hooks(
         "user_id": user_ids,
         "token_id": token_ids,
         "prefix": SEEDED_PREFIXES,
+        "device_id": device_ids,
     }
 
     def flatmap_path_parameters(
@@ -138,7 +140,7 @@ def _register_seed_hooks(
         label = context.operation.label if context.operation is not None else ""
         if label == "POST /api/v1/auth/login":
             return st.one_of(st.just(body), st.sampled_from(logins))
-        if label == "POST /api/v1/users" and isinstance(body, dict):
+        if label in ("POST /api/v1/users", "POST /api/v1/devices") and isinstance(body, dict):
             in_tenant = st.sampled_from(tenant_ids).map(lambda tenant: {**body, "tenant": tenant})
             own_tenant = {key: value for key, value in body.items() if key != "tenant"}
             return st.one_of(st.just(body), in_tenant, st.just(own_tenant))
@@ -175,6 +177,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             body = {"prefix": prefix, "tenant": seed.tenants[key].id}
             homed = client.post("/api/v1/ids/prefixes", json=body, headers=seed.admin)
             assert homed.status_code == 201, homed.text
+        device_ids = []
+        for key in "ab":
+            device = {"name": "press-1", "metrics": [{"name": "setpoint", "writable": True}]}
+            made = client.post(
+                "/api/v1/devices", json=device, headers=seed.tenants[key].headers["engineer"]
+            )
+            assert made.status_code == 201, made.text
+            device_ids.append(made.json()["id"])
         fuzzers = {"platform-admin": seed.admin} | {
             role: seed.tenants["a"].headers[role] for role in ROLES
         }
@@ -198,7 +208,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         {"username": f"{key}-{role}", "password": PASSWORD} for key in "ab" for role in ROLES
     ]
     schema = schemathesis.openapi.from_dict(document.json())
-    _register_seed_hooks(schema, tenant_ids, user_ids, token_ids, logins)
+    _register_seed_hooks(schema, tenant_ids, user_ids, token_ids, device_ids, logins)
     operations = tuple(operation for path in schema.values() for operation in path.values())
     return Template(data_dir=config.data_dir, operations=operations, headers=headers)
 

@@ -23,7 +23,7 @@ from tests.conftest import ADMIN_PASSWORD, make_settings
 pytestmark = pytest.mark.slow
 
 PLANTWIRE = [sys.executable, "-m", "plantwire"]
-COMMANDS = ["version", "init", "up", "backup", "restore"]
+COMMANDS = ["version", "init", "up", "backup", "restore", "devices"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

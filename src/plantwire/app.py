@@ -27,6 +27,7 @@ from plantwire.observability import register_platform_metrics
 from plantwire.platform import Platform, platform_of
 from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
+from plantwire.telemetry.routes import router as devices_router
 
 __all__ = ["create_app"]
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(RequestLog, metrics=HttpMetrics(platform.metrics))
     app.include_router(security_router)
     app.include_router(ids_router)
+    app.include_router(devices_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     return app

@@ -233,8 +233,10 @@ def restore(
 
 def _add_subcommands() -> None:
     from plantwire.ids.cli import ids_app
+    from plantwire.telemetry.cli import devices_app
 
     app.add_typer(ids_app, name="ids")
+    app.add_typer(devices_app, name="devices")
 
 
 _add_subcommands()

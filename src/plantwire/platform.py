@@ -3,7 +3,8 @@ request handlers through the ``platform`` dependency."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -30,6 +31,9 @@ class Platform:
     login_limiter: LoginLimiter
     metrics: CollectorRegistry
     ids: RunningNode | None = None  # the identifier node, attached by app.create_app
+    # Called after every committed change of devices or their secrets (the broker's
+    # accounts follow them).
+    device_listeners: list[Callable[[], None]] = field(default_factory=list)
 
 
 def platform_of(request: Request) -> Platform:

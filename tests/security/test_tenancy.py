@@ -62,12 +62,21 @@ def _b_prefix(client: TestClient, seed: Seed) -> str:
     return "88.101.66"
 
 
+def _b_device(client: TestClient, seed: Seed) -> str:
+    body = {"name": "b-press", "metrics": [{"name": "setpoint", "writable": True}]}
+    made = client.post("/api/v1/devices", json=body, headers=seed.tenants["b"].headers["engineer"])
+    assert made.status_code == 201, made.text
+    device_id: str = made.json()["id"]
+    return device_id
+
+
 #: Path parameter name -> a factory making (or finding) a tenant-B resource of that kind.
 B_RESOURCES: dict[str, Callable[[TestClient, Seed], str]] = {
     "tenant_id": _b_tenant,
     "user_id": _b_user,
     "token_id": _b_token,
     "prefix": _b_prefix,
+    "device_id": _b_device,
 }
 
 #: Request body field naming a resource -> tenant B's value for it. Every id-like body field

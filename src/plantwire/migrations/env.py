@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from plantwire.db import Base
 from plantwire.ids import tables as ids_tables  # noqa: F401  (registers tables on Base.metadata)
 from plantwire.security import tables  # noqa: F401
+from plantwire.telemetry import tables as telemetry_tables  # noqa: F401
 
 engine = context.config.attributes.get("engine")
 if not isinstance(engine, Engine):

@@ -60,6 +60,8 @@ class Permission(enum.StrEnum):
     PREFIX_READ = "prefix:read"  # see the identifier prefixes the tenant owns
     PREFIX_HOME = "prefix:home"  # home a prefix on the platform's node for a tenant
     HANDLE_ADMIN = "handle:admin"  # administer the tenant's handles through the Handle API
+    DEVICE_READ = "device:read"  # see the tenant's devices and their metric metadata
+    DEVICE_WRITE = "device:write"  # create, change and delete devices; rotate their secrets
 
 
 _P = Permission
@@ -67,14 +69,15 @@ _ALL = frozenset(Permission)
 _TENANT_ADMIN = frozenset(
     {_P.TENANT_READ, _P.TENANT_UPDATE, _P.USER_READ, _P.USER_WRITE}
     | {_P.TOKEN_OWN, _P.TOKEN_ADMIN, _P.AUDIT_READ, _P.PREFIX_READ, _P.HANDLE_ADMIN}
+    | {_P.DEVICE_READ, _P.DEVICE_WRITE}
 )
-_MEMBER = frozenset({_P.TENANT_READ, _P.TOKEN_OWN, _P.PREFIX_READ})
+_MEMBER = frozenset({_P.TENANT_READ, _P.TOKEN_OWN, _P.PREFIX_READ, _P.DEVICE_READ})
 
 #: The permission matrix (docs/security.md renders this same table; a test keeps them equal).
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.PLATFORM_ADMIN: _ALL,
     Role.TENANT_ADMIN: _TENANT_ADMIN,
-    Role.ENGINEER: _MEMBER | {_P.USER_READ},
+    Role.ENGINEER: _MEMBER | {_P.USER_READ, _P.DEVICE_WRITE},
     Role.OPERATOR: _MEMBER,
     Role.VIEWER: _MEMBER,
 }

@@ -1,0 +1,1 @@
+"""Telemetry pillar: devices, MQTT intake, durable ingest, the time-series store."""

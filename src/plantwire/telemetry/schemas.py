@@ -1,0 +1,144 @@
+"""JSON shapes of the device API (pydantic models; they also make its OpenAPI document)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from plantwire.security.schemas import Id
+
+__all__ = [
+    "MAX_METRICS",
+    "DataType",
+    "DeviceCreated",
+    "DeviceIn",
+    "DeviceOut",
+    "DevicePage",
+    "DevicePatch",
+    "MetricSpec",
+    "MqttCredentials",
+    "Topics",
+]
+
+MAX_METRICS = 1000  # per device
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+DeviceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=_PRINTABLE)
+]
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
+# An ISA-95 place as a path, "site/area/line/machine" or any leading part of it: levels of
+# printable characters without "/", at most 8 of them (enterprise … cell, with room).
+Place = Annotated[
+    str,
+    StringConstraints(max_length=400, pattern=r"^([^\x00-\x1f\x7f/]+(/[^\x00-\x1f\x7f/]+){0,7})?$"),
+]
+
+
+class DataType(enum.StrEnum):
+    """The type a metric's values have; the store keeps each value in its type."""
+
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    STRING = "string"
+    BYTES = "bytes"
+    DATETIME = "datetime"
+    ARRAY = "array"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricSpec(_In):
+    name: MetricName
+    data_type: DataType = DataType.FLOAT
+    unit: Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
+    description: Annotated[
+        str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")
+    ] = ""
+    writable: bool = Field(False, description="Commands may write this metric.")
+
+
+def _unique_metrics(metrics: list[MetricSpec] | None) -> list[MetricSpec] | None:
+    if metrics is not None:
+        names = [metric.name for metric in metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("metric names must be unique")
+    return metrics
+
+
+def _small_attributes(attributes: dict[str, Any] | None) -> dict[str, Any] | None:
+    if attributes is not None:
+        try:
+            text = json.dumps(attributes, allow_nan=False)
+        except ValueError as error:
+            raise ValueError("attributes must be plain JSON (no NaN or infinity)") from error
+        if len(text) > MAX_ATTRIBUTES_BYTES:
+            raise ValueError(f"attributes must stay under {MAX_ATTRIBUTES_BYTES} bytes as JSON")
+    return attributes
+
+
+class DeviceIn(_In):
+    name: DeviceName
+    kind: Literal["json"] = Field("json", description="How the device talks: JSON over MQTT.")
+    place: Place = Field("", description="ISA-95 place, e.g. 'Plant1/Assembly/Line3/Press1'.")
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    metrics: Annotated[list[MetricSpec], Field(max_length=MAX_METRICS)] = Field(
+        default_factory=list
+    )
+    tenant: Id | None = Field(None, description="Platform admins: the tenant it belongs to.")
+
+    _metrics_unique = field_validator("metrics")(_unique_metrics)
+    _attributes_small = field_validator("attributes")(_small_attributes)
+
+
+class DevicePatch(_In):
+    name: DeviceName | None = None
+    place: Place | None = None
+    attributes: dict[str, Any] | None = Field(None, description="Replaces all attributes.")
+    metrics: Annotated[list[MetricSpec], Field(max_length=MAX_METRICS)] | None = Field(
+        None, description="Replaces all metric metadata."
+    )
+
+    _metrics_unique = field_validator("metrics")(_unique_metrics)
+    _attributes_small = field_validator("attributes")(_small_attributes)
+
+
+class Topics(BaseModel):
+    telemetry: str = Field(description="MQTT topic the device publishes its data on.")
+    commands: str = Field(description="MQTT topic the device subscribes to for commands.")
+
+
+class DeviceOut(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    kind: str
+    place: str
+    attributes: dict[str, Any]
+    metrics: list[MetricSpec]
+    topics: Topics
+    created_at: datetime
+    updated_at: datetime
+
+
+class MqttCredentials(BaseModel):
+    username: str
+    password: str = Field(description="Shown this once; only its hashes are stored.")
+
+
+class DeviceCreated(DeviceOut):
+    mqtt: MqttCredentials
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    limit: int
+    offset: int

@@ -1,0 +1,65 @@
+"""Registry tables of the telemetry pillar: devices and their metrics (SQLAlchemy 2
+declarative; migrations in ``plantwire/migrations``, kept equal to these by a test)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from plantwire.db import Base
+from plantwire.security.tables import UTCDateTime, new_id, utcnow
+
+__all__ = ["Device", "DeviceMetric"]
+
+
+class Device(Base):
+    """A machine or sensor of a tenant that sends telemetry. Its id is also its MQTT
+    username and the device level of its topics; its name is unique within the tenant only
+    (two tenants may both have a ``press-1``)."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name_key", name="uq_devices_tenant_name"),
+        Index("ix_devices_tenant_place", "tenant_id", "place"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(800))  # security.tables.name_key(name)
+    kind: Mapped[str] = mapped_column(String(32))
+    # ISA-95 place: "site/area/line/machine" (any leading part of it), "" if not placed.
+    place: Mapped[str] = mapped_column(String(400), default="")
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The MQTT secret: SHA-256 for the platform's own checks, and a bcrypt hash (low cost:
+    # the secret has 256 random bits, so slowness adds nothing) for the broker's config.
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    secret_bcrypt: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    metrics: Mapped[list[DeviceMetric]] = relationship(
+        cascade="all, delete-orphan",
+        order_by="DeviceMetric.name",
+        lazy="selectin",
+        passive_deletes=True,
+    )
+
+
+class DeviceMetric(Base):
+    """What a device reports under one metric name: unit, data type, description, and
+    whether commands may write it."""
+
+    __tablename__ = "device_metrics"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(32), default="")
+    data_type: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    writable: Mapped[bool] = mapped_column(Boolean, default=False)

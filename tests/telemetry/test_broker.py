@@ -227,6 +227,27 @@ async def test_a_device_publishes_and_the_platform_receives(broker: BundledBroke
     assert message.data == b'{"temperature": 21.5}'
 
 
+async def test_a_stream_in_the_platform_account_keeps_every_tenants_telemetry(
+    broker: BundledBroker,
+) -> None:
+    """What ingest builds on: a JetStream stream of the PLATFORM account captures the
+    subjects it imports from tenant accounts."""
+    broker.apply([tenant(TENANT_A, "press-1"), tenant(TENANT_B, "press-1")])
+    async with platform(broker) as client:
+        stream = client.jetstream()
+        await stream.add_stream(name="TELEMETRY", subjects=["tenant.*.plantwire.v1.devices.*.*"])
+        for owner in (TENANT_A, TENANT_B):
+            with mqtt_device(broker, device_username(owner, "press-1")) as press:
+                press.publish(telemetry_topic("press-1"), owner.encode())
+        pull = await stream.pull_subscribe("tenant.>", "ingest", stream="TELEMETRY")
+        kept = await pull.fetch(2, timeout=5)
+        for message in kept:
+            await message.ack()
+    assert [(message.subject, message.data) for message in kept] == [
+        (telemetry_subject(owner, "press-1"), owner.encode()) for owner in (TENANT_A, TENANT_B)
+    ]
+
+
 async def test_the_platform_commands_a_device(broker: BundledBroker) -> None:
     broker.apply([tenant(TENANT_A, "press-1")])
     async with platform(broker) as client:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import trustme
 
@@ -243,9 +244,9 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
         text=True,
         env={**os.environ, "PLANTWIRE_LOG_FORMAT": "console", **broker_port_env(), **(env or {})},
     )
+    lines = []
     try:
         assert process.stdout is not None
-        lines = []
         for line in process.stdout:
             lines.append(line)
             found = re.search(r"running on (https?://[\d.]+:\d+)", line)
@@ -260,6 +261,9 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal
     assert process.returncode in (0, -15), rest
     assert "Application shutdown complete" in rest
+    broker = re.search(r"nats-server \(pid (\d+)\)", "".join(lines))
+    assert broker is not None, "".join(lines)
+    assert not psutil.pid_exists(int(broker.group(1))), "plantwire up left its broker running"
 
 
 def test_init_then_up_serves_healthz(tmp_path: Path) -> None:

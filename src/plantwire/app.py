@@ -57,6 +57,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         finally:
             if platform.ids is not None:
                 await platform.ids.aclose()
+            if platform.broker is not None:
+                await anyio.to_thread.run_sync(platform.broker.stop)
             platform.engine.dispose()
 
     app = FastAPI(

@@ -218,7 +218,7 @@ def up(
 
     from plantwire.app import create_app
     from plantwire.datadir import DataDirError, read_format
-    from plantwire.lifecycle import prepare
+    from plantwire.lifecycle import build_platform, prepare
     from plantwire.observability import configure_logging
 
     settings = _settings(
@@ -236,7 +236,7 @@ def up(
             init(settings.data_dir)
         else:
             prepare(settings)
-        application = create_app(settings)
+        platform = build_platform(settings)
     scheme = "https" if settings.tls_enabled else "http"
     base = f"{scheme}://{settings.http_host}:{settings.http_port}"
     typer.echo(f"plantwire {__version__} serving on {base}")
@@ -245,15 +245,15 @@ def up(
         """-d '{"username": "admin", "password": "..."}'"""
     )
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
-    broker = None
     if settings.broker_url is None:
-        broker = _start_broker(settings)
+        platform.broker = _start_broker(settings)  # the app's shutdown stops it
     else:
         typer.echo(
             f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
         )
     try:
-        with _operator_errors():
+        with _operator_errors(DataDirError):
+            application = create_app(settings, platform)
             uvicorn.run(
                 application,
                 host=settings.http_host,
@@ -264,9 +264,9 @@ def up(
                 log_config=None,
                 server_header=False,
             )
-    finally:
-        if broker is not None:
-            broker.stop()
+    finally:  # when uvicorn returns at all (it did not start; no signal to re-raise)
+        if platform.broker is not None:
+            platform.broker.stop()
 
 
 @app.command("broker")

@@ -17,6 +17,7 @@ from plantwire.security.ratelimit import LoginLimiter
 
 if TYPE_CHECKING:
     from plantwire.ids.server import RunningNode
+    from plantwire.telemetry.broker import BundledBroker
 
 __all__ = ["Platform", "get_platform", "platform_of"]
 
@@ -30,6 +31,9 @@ class Platform:
     login_limiter: LoginLimiter
     metrics: CollectorRegistry
     ids: RunningNode | None = None  # the identifier node, attached by app.create_app
+    # the bundled broker `plantwire up` started; the app's shutdown stops it (uvicorn
+    # re-raises SIGTERM/SIGINT after shutdown, so code after uvicorn.run never runs then)
+    broker: BundledBroker | None = None
 
 
 def platform_of(request: Request) -> Platform:

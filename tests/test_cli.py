@@ -12,13 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import trustme
 
 from plantwire import __version__
 from plantwire.datadir import FORMAT_FILE, DataDirError, read_format
 from plantwire.lifecycle import initialise
-from tests.conftest import ADMIN_PASSWORD, make_settings
+from tests.conftest import ADMIN_PASSWORD, broker_port_env, make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -241,11 +242,11 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PLANTWIRE_LOG_FORMAT": "console", **(env or {})},
+        env={**os.environ, "PLANTWIRE_LOG_FORMAT": "console", **broker_port_env(), **(env or {})},
     )
+    lines = []
     try:
         assert process.stdout is not None
-        lines = []
         for line in process.stdout:
             lines.append(line)
             found = re.search(r"running on (https?://[\d.]+:\d+)", line)
@@ -260,6 +261,9 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal
     assert process.returncode in (0, -15), rest
     assert "Application shutdown complete" in rest
+    broker = re.search(r"nats-server \(pid (\d+)\)", "".join(lines))
+    assert broker is not None, "".join(lines)
+    assert not psutil.pid_exists(int(broker.group(1))), "plantwire up left its broker running"
 
 
 def test_init_then_up_serves_healthz(tmp_path: Path) -> None:

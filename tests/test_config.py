@@ -137,3 +137,39 @@ def test_any_config_file_loads_or_fails_clearly(tmp_path: Path, content: str) ->
     except ConfigError as error:
         outcome = str(error)
     assert outcome
+
+
+def test_broker_defaults_stay_on_loopback(tmp_path: Path) -> None:
+    loaded = load_settings(tmp_path)
+    assert (loaded.broker_nats_port, loaded.broker_mqtt_port) == (4222, 1883)
+    assert loaded.broker_mqtt_host == "127.0.0.1"
+    assert loaded.broker_url is None
+    assert load_settings(tmp_path, broker_mqtt_host="::1").broker_mqtt_host == "::1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"broker_mqtt_host": "0.0.0.0"}, "beyond loopback"),
+        ({"broker_mqtt_host": "plant.example"}, "beyond loopback"),
+        ({"broker_mqtt_tls_cert": "c.pem"}, "given together"),
+        ({"broker_mqtt_tls_ca": "ca.pem"}, "broker_mqtt_tls_ca needs"),
+        ({"broker_url": "http://nats.example:4222"}, "nats:// or tls://"),
+        ({"broker_url": "nats://"}, "nats:// or tls://"),
+    ],
+)
+def test_unsafe_or_broken_broker_settings_are_refused(
+    tmp_path: Path, overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path, **overrides)
+
+
+def test_mqtt_beyond_loopback_with_tls(tmp_path: Path) -> None:
+    loaded = load_settings(
+        tmp_path,
+        broker_mqtt_host="0.0.0.0",
+        broker_mqtt_tls_cert="c.pem",
+        broker_mqtt_tls_key="k.pem",
+    )
+    assert loaded.broker_mqtt_host == "0.0.0.0"

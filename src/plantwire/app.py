@@ -27,6 +27,7 @@ from plantwire.observability import register_platform_metrics
 from plantwire.platform import Platform, platform_of
 from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
+from plantwire.telemetry.devices import broker_follower
 from plantwire.telemetry.routes import router as devices_router
 
 __all__ = ["create_app"]
@@ -51,6 +52,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             engine=platform.engine,
         )
 
+    if platform.broker is not None:  # the bundled broker admits the registry's devices
+        follow = broker_follower(platform.sessions, platform.broker)
+        platform.device_listeners.append(follow)
+        follow()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
@@ -58,6 +64,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         finally:
             if platform.ids is not None:
                 await platform.ids.aclose()
+            if platform.broker is not None:
+                await anyio.to_thread.run_sync(platform.broker.stop)
             platform.engine.dispose()
 
     app = FastAPI(

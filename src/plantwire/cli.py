@@ -6,13 +6,16 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from plantwire import __version__
 from plantwire.config import ConfigError, Settings, load_settings
 from plantwire.security.schemas import MIN_PASSWORD_LENGTH
+
+if TYPE_CHECKING:
+    from plantwire.telemetry.broker import BundledBroker
 
 __all__ = ["app", "main"]
 
@@ -30,6 +33,19 @@ DataDir = Annotated[
         "--data-dir",
         help="Data dir (default: $PLANTWIRE_DATA_DIR, else ./plantwire-data).",
         show_default=False,
+    ),
+]
+MqttPort = Annotated[
+    int | None, typer.Option("--mqtt-port", help="MQTT port of the bundled broker.")
+]
+NatsPort = Annotated[
+    int | None, typer.Option("--nats-port", help="NATS port of the bundled broker (127.0.0.1).")
+]
+MqttHost = Annotated[
+    str | None,
+    typer.Option(
+        "--mqtt-host",
+        help="Address the MQTT listener binds to; beyond loopback it needs broker_mqtt_tls_*.",
     ),
 ]
 
@@ -149,6 +165,43 @@ def init(data_dir: DataDir = None) -> None:
         typer.echo("Platform admin 'admin' created with the password in PLANTWIRE_ADMIN_PASSWORD.")
 
 
+def _broker_options(
+    mqtt_port: int | None, nats_port: int | None, mqtt_host: str | None
+) -> dict[str, object]:
+    """The broker's command-line options as settings overrides."""
+    return {
+        "broker_mqtt_port": mqtt_port,
+        "broker_nats_port": nats_port,
+        "broker_mqtt_host": mqtt_host,
+    }
+
+
+def _without_secrets(url: str) -> str:
+    """A URL fit to print: any user and password taken out."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _start_broker(settings: Settings) -> BundledBroker:
+    """Start the bundled broker (or adopt the one a killed run left); print where devices
+    and the platform reach it."""
+    from plantwire.telemetry.broker import BrokerError, BundledBroker
+
+    with _operator_errors(BrokerError):
+        broker = BundledBroker.from_settings(settings)
+        broker.start()
+    how = "reused the running" if broker.reused else "started"
+    typer.echo(f"  broker:  {how} nats-server (pid {broker.pid})")
+    typer.echo(f"  MQTT:    {broker.mqtt_url}    NATS: {broker.endpoint.url}")
+    return broker
+
+
 @app.command()
 def up(
     data_dir: DataDir = None,
@@ -156,17 +209,25 @@ def up(
     http_port: Annotated[int | None, typer.Option("--http-port", help="HTTP(S) port.")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    mqtt_port: MqttPort = None,
+    nats_port: NatsPort = None,
+    mqtt_host: MqttHost = None,
 ) -> None:
-    """Serve the platform (initialising the data dir first if it is new)."""
+    """Serve the platform and its broker (initialising the data dir first if it is new)."""
     import uvicorn
 
     from plantwire.app import create_app
     from plantwire.datadir import DataDirError, read_format
-    from plantwire.lifecycle import prepare
+    from plantwire.lifecycle import build_platform, prepare
     from plantwire.observability import configure_logging
 
     settings = _settings(
-        data_dir, http_host=host, http_port=http_port, tls_cert=tls_cert, tls_key=tls_key
+        data_dir,
+        http_host=host,
+        http_port=http_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        **_broker_options(mqtt_port, nats_port, mqtt_host),
     )
     configure_logging(settings.log_format, settings.log_level)
     _check_tls(settings)
@@ -175,7 +236,7 @@ def up(
             init(settings.data_dir)
         else:
             prepare(settings)
-        application = create_app(settings)
+        platform = build_platform(settings)
     scheme = "https" if settings.tls_enabled else "http"
     base = f"{scheme}://{settings.http_host}:{settings.http_port}"
     typer.echo(f"plantwire {__version__} serving on {base}")
@@ -184,17 +245,60 @@ def up(
         """-d '{"username": "admin", "password": "..."}'"""
     )
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
-    with _operator_errors():
-        uvicorn.run(
-            application,
-            host=settings.http_host,
-            port=settings.http_port,
-            ssl_certfile=settings.tls_cert,
-            ssl_keyfile=settings.tls_key,
-            access_log=False,
-            log_config=None,
-            server_header=False,
+    if settings.broker_url is None:
+        platform.broker = _start_broker(settings)  # the app's shutdown stops it
+    else:
+        typer.echo(
+            f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
         )
+    try:
+        with _operator_errors(DataDirError):
+            application = create_app(settings, platform)
+            uvicorn.run(
+                application,
+                host=settings.http_host,
+                port=settings.http_port,
+                ssl_certfile=settings.tls_cert,
+                ssl_keyfile=settings.tls_key,
+                access_log=False,
+                log_config=None,
+                server_header=False,
+            )
+    finally:  # when uvicorn returns at all (it did not start; no signal to re-raise)
+        if platform.broker is not None:
+            platform.broker.stop()
+
+
+@app.command("broker")
+def broker_command(
+    data_dir: DataDir = None,
+    mqtt_port: MqttPort = None,
+    nats_port: NatsPort = None,
+    mqtt_host: MqttHost = None,
+) -> None:
+    """Run the bundled broker alone (nats-server: MQTT, NATS, JetStream) until Ctrl-C."""
+    import signal
+    import threading
+
+    from plantwire.observability import configure_logging
+
+    settings = _settings(data_dir, **_broker_options(mqtt_port, nats_port, mqtt_host))
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.broker_url is not None:
+        where = _without_secrets(settings.broker_url)
+        raise _fail(f"broker_url is set ({where}): there is no broker to run here.")
+    with _operator_errors():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    broker = _start_broker(settings)
+    try:
+        typer.echo("plantwire broker ready; Ctrl-C stops it.")
+        while not stop.wait(1.0):
+            pass
+    finally:
+        broker.stop()
 
 
 @app.command()

@@ -4,6 +4,7 @@ such as command-line options, win over both)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
@@ -77,6 +78,37 @@ class Settings(BaseSettings):
     ids_recursive: bool = Field(
         True, description="Resolve any handle for clients through ids_roots (a recursive node)."
     )
+    broker_url: str | None = Field(
+        None,
+        description="nats:// URL of an existing NATS server (with JetStream and MQTT) to use "
+        "instead of starting the bundled nats-server.",
+    )
+    broker_nats_port: int = Field(
+        4222, ge=1, le=65535, description="NATS port of the bundled broker (on 127.0.0.1)."
+    )
+    broker_monitor_port: int = Field(
+        8222, ge=1, le=65535, description="Monitoring port of the bundled broker (127.0.0.1)."
+    )
+    broker_mqtt_host: str = Field(
+        "127.0.0.1", description="Address the bundled broker's MQTT listener binds to."
+    )
+    broker_mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT port (8883 with TLS).")
+    broker_mqtt_tls_cert: Path | None = Field(
+        None, description="PEM certificate chain: MQTT over TLS only."
+    )
+    broker_mqtt_tls_key: Path | None = Field(None, description="PEM private key of the above.")
+    broker_mqtt_tls_ca: Path | None = Field(
+        None, description="PEM CA bundle: MQTT clients must present a certificate it signed."
+    )
+    broker_max_payload_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest message the broker takes."
+    )
+    broker_tenant_max_memory_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="JetStream memory each tenant account may use."
+    )
+    broker_tenant_max_store_bytes: int = Field(
+        1024 * 1024 * 1024, ge=0, description="JetStream file storage each tenant account may use."
+    )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -118,10 +150,32 @@ class Settings(BaseSettings):
             raise ValueError(f"database_url scheme {scheme!r} is not supported; use {accepted}")
         return value
 
+    @field_validator("broker_url")
+    @classmethod
+    def _nats_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ValueError(f"broker_url {value!r} is not a nats:// or tls:// URL")
+        return value
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be given together")
+        if (self.broker_mqtt_tls_cert is None) != (self.broker_mqtt_tls_key is None):
+            raise ValueError("broker_mqtt_tls_cert and broker_mqtt_tls_key must be given together")
+        if self.broker_mqtt_tls_ca is not None and self.broker_mqtt_tls_cert is None:
+            raise ValueError(
+                "broker_mqtt_tls_ca needs broker_mqtt_tls_cert and broker_mqtt_tls_key"
+            )
+        if not _is_loopback(self.broker_mqtt_host) and self.broker_mqtt_tls_cert is None:
+            raise ValueError(
+                f"broker_mqtt_host {self.broker_mqtt_host!r} is beyond loopback: device "
+                "passwords would cross the network in clear; set broker_mqtt_tls_cert and "
+                "broker_mqtt_tls_key"
+            )
         return self
 
     @property
@@ -135,6 +189,15 @@ class Settings(BaseSettings):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert is not None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Settings:

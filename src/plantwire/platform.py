@@ -18,6 +18,7 @@ from plantwire.security.ratelimit import LoginLimiter
 
 if TYPE_CHECKING:
     from plantwire.ids.server import RunningNode
+    from plantwire.telemetry.broker import BundledBroker
 
 __all__ = ["Platform", "get_platform", "platform_of"]
 
@@ -34,6 +35,9 @@ class Platform:
     # Called after every committed change of devices or their secrets (the broker's
     # accounts follow them).
     device_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # the bundled broker `plantwire up` started; the app's shutdown stops it (uvicorn
+    # re-raises SIGTERM/SIGINT after shutdown, so code after uvicorn.run never runs then)
+    broker: BundledBroker | None = None
 
 
 def platform_of(request: Request) -> Platform:

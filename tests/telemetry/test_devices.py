@@ -41,7 +41,8 @@ def test_a_device_gets_credentials_once_and_only_their_hashes_are_kept(
     admin = seed.tenants["a"].headers["tenant-admin"]
     created = create(client, admin, "press-1", place="Plant1/Press", metrics=PRESS_METRICS)
     device_id, password = created["id"], created["mqtt"]["password"]
-    assert created["mqtt"]["username"] == device_id
+    tenant_id = seed.tenants["a"].id
+    assert created["mqtt"]["username"] == f"{device_id}@{tenant_id}"
     assert len(password) == 43  # 256 random bits, base64url
     assert created["topics"] == {
         "telemetry": f"plantwire/v1/devices/{device_id}/telemetry",
@@ -60,7 +61,7 @@ def test_a_device_gets_credentials_once_and_only_their_hashes_are_kept(
         assert password not in (row.secret_sha256, row.secret_bcrypt)
     rotated = client.post(f"{DEVICES}/{device_id}/credentials", headers=admin)
     assert rotated.status_code == 200, rotated.text
-    assert rotated.json()["username"] == device_id
+    assert rotated.json()["username"] == f"{device_id}@{tenant_id}"
     new_password = rotated.json()["password"]
     assert new_password != password
     with platform_of(client).sessions() as session:

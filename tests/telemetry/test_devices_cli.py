@@ -45,7 +45,8 @@ def test_devices_create_list_delete(tmp_path: Path) -> None:
         password = re.search(r"^password\s+(\S+)\s+\(shown this once\)$", created.stdout, re.M)
         assert device_id is not None, created.stdout
         assert password is not None, created.stdout
-        assert re.search(rf"^username\s+{device_id.group(1)}$", created.stdout, re.M)
+        username = rf"^username\s+{device_id.group(1)}@{tenant['id']}$"
+        assert re.search(username, created.stdout, re.M)
         shown = http.get(
             f"/api/v1/devices/{device_id.group(1)}", headers={"Authorization": f"Bearer {token}"}
         ).json()

@@ -1,1 +1,1 @@
-"""Telemetry pillar: devices, MQTT intake, durable ingest, the time-series store."""
+"""Telemetry: devices, the MQTT broker, intake, ingest and the time-series store."""

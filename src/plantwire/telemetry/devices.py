@@ -6,37 +6,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
+from collections.abc import Callable
+from itertools import groupby
 
-import bcrypt
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from plantwire.security.tables import name_key
+from plantwire.security.tables import Tenant, name_key
+from plantwire.telemetry import accounts
+from plantwire.telemetry.accounts import commands_topic, hash_device_password, telemetry_topic
+from plantwire.telemetry.broker import BrokerError, BundledBroker
 from plantwire.telemetry.schemas import DataType, DeviceOut, MetricSpec, Topics
 from plantwire.telemetry.tables import Device, DeviceMetric
 
 __all__ = [
-    "TOPIC_ROOT",
     "MqttSecret",
-    "commands_topic",
+    "broker_accounts",
+    "broker_follower",
     "device_out",
     "metric_rows",
+    "mqtt_username",
     "new_secret",
     "place_filter",
     "search_key",
-    "telemetry_topic",
 ]
 
-TOPIC_ROOT = "plantwire/v1/devices"
 # bcrypt's lowest cost: the secret has 256 random bits, so guessing it is hopeless however
 # fast the hash, and the broker checks every connecting device against it.
 _BCRYPT_ROUNDS = 4
-
-
-def telemetry_topic(device_id: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/telemetry"
-
-
-def commands_topic(device_id: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/commands"
+_log = structlog.get_logger("plantwire.devices")
 
 
 class MqttSecret:
@@ -47,12 +47,55 @@ class MqttSecret:
     def __init__(self, password: str) -> None:
         self.password = password
         self.sha256 = hashlib.sha256(password.encode()).hexdigest()
-        self.bcrypt = bcrypt.hashpw(password.encode(), bcrypt.gensalt(_BCRYPT_ROUNDS)).decode()
+        self.bcrypt = hash_device_password(password, rounds=_BCRYPT_ROUNDS)
 
 
 def new_secret() -> MqttSecret:
     """256 random bits, URL-safe base64 without padding (43 characters)."""
     return MqttSecret(base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode())
+
+
+def mqtt_username(device: Device) -> str:
+    """The device's MQTT username: its id and its tenant's (nats-server's user names are
+    global across accounts)."""
+    return accounts.device_username(device.tenant_id, device.id)
+
+
+def broker_accounts(session: Session) -> list[accounts.TenantAccount]:
+    """Every tenant with the devices the broker is to admit in its name."""
+    tenant_ids = session.scalars(select(Tenant.id).order_by(Tenant.id)).all()
+    rows = session.execute(
+        select(Device.tenant_id, Device.id, Device.secret_bcrypt).order_by(
+            Device.tenant_id, Device.id
+        )
+    ).all()
+    devices = {
+        tenant_id: tuple(accounts.Device(row.id, row.secret_bcrypt) for row in group)
+        for tenant_id, group in groupby(rows, key=lambda row: row.tenant_id)
+    }
+    return [
+        accounts.TenantAccount(tenant_id, devices.get(tenant_id, ())) for tenant_id in tenant_ids
+    ]
+
+
+def broker_follower(sessions: sessionmaker[Session], broker: BundledBroker) -> Callable[[], None]:
+    """A device listener that gives the broker the registry's devices as they are now. The
+    registry is read under a lock, so two changes in quick succession cannot leave the
+    broker with the older one's view. A broker that cannot take the change is logged:
+    the change itself is committed, and the next one (or a restart) brings the broker in
+    step."""
+    lock = threading.Lock()
+
+    def follow() -> None:
+        with lock:
+            with sessions() as session:
+                tenants = broker_accounts(session)
+            try:
+                broker.apply(tenants)
+            except BrokerError as error:
+                _log.error("broker.out_of_step", error=str(error), tenants=len(tenants))
+
+    return follow
 
 
 def search_key(text: str) -> str:

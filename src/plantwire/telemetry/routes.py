@@ -32,6 +32,7 @@ from plantwire.telemetry.devices import (
     device_out,
     like_escape,
     metric_rows,
+    mqtt_username,
     new_secret,
     place_filter,
     search_key,
@@ -167,7 +168,7 @@ def create_device(
                 raise not_found("tenant", tenant_id) from error
         raise _name_taken(body.name) from error
     _changed(platform)
-    credentials = MqttCredentials(username=out.id, password=secret.password)
+    credentials = MqttCredentials(username=mqtt_username(device), password=secret.password)
     return DeviceCreated(**out.model_dump(), mqtt=credentials)
 
 
@@ -249,7 +250,7 @@ def rotate_credentials(
         device.updated_at = utcnow()
         _audit(session, request, principal, "device.credentials", device)
     _changed(platform)
-    return MqttCredentials(username=device_id, password=secret.password)
+    return MqttCredentials(username=mqtt_username(device), password=secret.password)
 
 
 @router.delete("/{device_id}", status_code=204, responses=WRITE_ERRORS, summary="Delete a device")

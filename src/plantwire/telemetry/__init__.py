@@ -1,0 +1,1 @@
+"""Telemetry: devices, MQTT/Sparkplug intake, durable ingest, the time-series store, queries."""

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plantwire.telemetry.store.batch import POINT_SCHEMA, PointBatch, value_from_columns
+from plantwire.telemetry.store.batch import (
+    POINT_SCHEMA,
+    VALUE_COLUMNS,
+    PointBatch,
+    value_from_columns,
+)
 from plantwire.telemetry.store.model import Quality, Value, ValueKind, from_micros, to_micros
 
 MOMENT = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=UTC)
@@ -36,7 +41,11 @@ def _round_trip(batch: PointBatch) -> list[tuple[Value, ValueKind, int]]:
     table = batch.to_arrow(list(range(1, len(batch.keys) + 1)))
     assert table.schema == POINT_SCHEMA
     return [
-        (value_from_columns(row["kind"], row), ValueKind(row["kind"]), row["quality"])
+        (
+            value_from_columns(row["kind"], [row[name] for name in VALUE_COLUMNS]),
+            ValueKind(row["kind"]),
+            row["quality"],
+        )
         for row in table.to_pylist()
     ]
 
@@ -86,6 +95,11 @@ def test_add_numbers_needs_as_many_values_as_timestamps() -> None:
 
 def test_an_empty_batch_is_an_empty_table() -> None:
     assert PointBatch().to_arrow([]).num_rows == 0
+
+
+def test_an_unknown_stored_kind_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown value kind 99"):
+        value_from_columns(99, [None] * len(VALUE_COLUMNS))
 
 
 scalars = st.one_of(

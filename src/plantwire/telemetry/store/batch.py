@@ -227,28 +227,30 @@ def _table(columns: dict[str, pa.Array[Any]], rows: int) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=POINT_SCHEMA)
 
 
-def value_from_columns(kind: int, row: dict[str, Any]) -> Value:
-    """A stored value back in its written type, from one row's value columns."""
-    match ValueKind(kind):
+def value_from_columns(kind: int, values: Sequence[Any]) -> Value:
+    """A stored value back in its written type, from one row's cells of `VALUE_COLUMNS`."""
+    num, integer, text, blob, nums, ints, texts = values
+    match kind:
         case ValueKind.FLOAT:
-            return float(row["v_num"])
+            return float(num)
         case ValueKind.INT:
-            return int(row["v_int"])
+            return int(integer)
         case ValueKind.BOOL:
-            return bool(row["v_num"])
+            return bool(num)
         case ValueKind.STRING:
-            return str(row["v_text"])
+            return str(text)
         case ValueKind.BYTES:
-            return bytes(row["v_blob"])
+            return bytes(blob)
         case ValueKind.DATETIME:
-            return from_micros(row["v_int"])
+            return from_micros(integer)
         case ValueKind.FLOAT_ARRAY:
-            return list(row["v_nums"])
+            return list(nums)
         case ValueKind.INT_ARRAY:
-            return list(row["v_ints"])
+            return list(ints)
         case ValueKind.BOOL_ARRAY:
-            return [bool(item) for item in row["v_ints"]]
+            return [bool(item) for item in ints]
         case ValueKind.STRING_ARRAY:
-            return list(row["v_texts"])
+            return list(texts)
         case ValueKind.DATETIME_ARRAY:
-            return [from_micros(item) for item in row["v_ints"]]
+            return [from_micros(item) for item in ints]
+    raise ValueError(f"unknown value kind {kind}")

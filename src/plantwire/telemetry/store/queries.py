@@ -58,15 +58,14 @@ def _range(series: int, start: int, end: int) -> str:
     )
 
 
+_QUALITIES = tuple(Quality)
+
+
 def _point(device: str, metric: str, row: tuple[Any, ...]) -> Point:
-    values = dict(zip(_VALUE_NAMES, row[1:], strict=True))
-    return Point(
-        device=device,
-        metric=metric,
-        ts=from_micros(row[0]),
-        value=value_from_columns(values["kind"], values),
-        quality=Quality(values["quality"]),
-    )
+    """A row of (epoch µs, quality, kind, the value columns) as a Point."""
+    kind = row[2]
+    value = row[3] if kind == ValueKind.FLOAT else value_from_columns(kind, row[3:])
+    return Point(device, metric, from_micros(row[0]), value, _QUALITIES[row[1]])
 
 
 def _parse_cursor(token: str) -> tuple[int, int]:

@@ -189,29 +189,36 @@ def _show(label: str, times: list[float], baseline: float | None = None) -> None
     print(f"  {label:<46} median {median:7.2f} ms  p95 {p95:7.2f} ms{ratio}")
 
 
+def _day_query(
+    store: DuckDBStore, series: int, days: int, use_rollups: bool, seed: int
+) -> Callable[[], object]:
+    """The measured query: a 1-minute aggregate of a random series over a random whole day."""
+    rng = random.Random(seed)
+
+    def run() -> object:
+        device, metric = _series_name(rng.randrange(series))
+        day = DAY0 + timedelta(days=rng.randrange(days))
+        buckets = store.aggregate(
+            TENANT,
+            device,
+            metric,
+            day,
+            day + timedelta(days=1),
+            timedelta(minutes=1),
+            use_rollups=use_rollups,
+        )
+        assert len(buckets) == 1440, len(buckets)
+        return buckets
+
+    return run
+
+
 def measure_queries(store: DuckDBStore, series: int, days: int, count: int) -> float:
     rng = random.Random(1)
 
     def pick() -> tuple[str, str, datetime]:
         device, metric = _series_name(rng.randrange(series))
         return device, metric, DAY0 + timedelta(days=rng.randrange(days))
-
-    def query(use_rollups: bool) -> Callable[[], object]:
-        def run() -> object:
-            device, metric, day = pick()
-            buckets = store.aggregate(
-                TENANT,
-                device,
-                metric,
-                day,
-                day + timedelta(days=1),
-                timedelta(minutes=1),
-                use_rollups=use_rollups,
-            )
-            assert len(buckets) == 1440, len(buckets)
-            return buckets
-
-        return run
 
     # baseline: the same aggregate over an Arrow table of exactly one series-day
     device, metric, day = pick()
@@ -232,9 +239,10 @@ def measure_queries(store: DuckDBStore, series: int, days: int, count: int) -> f
     alone.close()
     print(f"one metric, one day of 1 Hz data, 1-minute buckets; {count} random series-days")
     print(f"  {'baseline: DuckDB over that series-day alone':<46} median {base:7.2f} ms")
-    raw = _latencies(query(False), count)
+    raw = _latencies(_day_query(store, series, days, False, 1), count)
     _show("raw points (sealed file + hot), forced", raw, base)
-    _show("through the 1-minute rollup (default)", _latencies(query(True), count), base)
+    rollup = _latencies(_day_query(store, series, days, True, 1), count)
+    _show("through the 1-minute rollup (default)", rollup, base)
     page = _latencies(
         lambda: store.raw(TENANT, *pick()[:2], DAY0, DAY0 + timedelta(days=days), limit=1000),
         count,
@@ -261,23 +269,7 @@ def measure_under_load(store: DuckDBStore, series: int, days: int, batch_size: i
                 store.append(batch)
                 appended[0] += len(batch)
 
-    rng = random.Random(2)
-    queried = [0]
-
-    def query_once() -> object:
-        device, metric = _series_name(rng.randrange(series))
-        day = DAY0 + timedelta(days=rng.randrange(days))
-        queried[0] += 1
-        return store.aggregate(
-            TENANT,
-            device,
-            metric,
-            day,
-            day + timedelta(days=1),
-            timedelta(minutes=1),
-            use_rollups=False,
-        )
-
+    query_once = _day_query(store, series, days, False, 2)
     quiet = _latencies(query_once, 20)
     worker = threading.Thread(target=append_forever)
     started = time.perf_counter()

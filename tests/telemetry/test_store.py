@@ -22,6 +22,7 @@ from plantwire.telemetry.store import (
     Quality,
     StaleCheckpointError,
     StoreError,
+    queries,
 )
 from tests.telemetry.conftest import DAY, SECOND, micros, seconds_of
 from tests.telemetry.test_batch import MOMENT, SAMPLES
@@ -402,6 +403,34 @@ def test_reads_see_each_point_once_while_seals_run(store: DuckDBStore) -> None:
     assert store.disk_usage().sealed_files == 1
 
 
+def test_a_query_racing_a_merge_runs_again(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge that commits and unlinks the old files after a query read the catalogue but
+    before it opened them: the query fails to open a file and runs again at a new snapshot."""
+    for hour in range(2):
+        store.append(seconds_of("acme", "d", "m", DAY + timedelta(hours=hour), 3600))
+        store.seal(DAY + timedelta(hours=hour + 1))
+    listed = queries._sealed_paths
+    lists: list[list[str]] = []
+
+    def listed_then_merged(cursor: duckdb.DuckDBPyConnection, *args: int) -> list[str]:
+        paths = listed(cursor, *args)
+        lists.append(paths)
+        if len(lists) == 1:
+            merger = threading.Thread(target=store.compact, args=("acme", DAY.date()))
+            merger.start()
+            merger.join()
+        return paths
+
+    monkeypatch.setattr(queries, "_sealed_paths", listed_then_merged)
+    [bucket] = store.aggregate("acme", "d", "m", DAY, END, timedelta(days=1), use_rollups=False)
+    assert bucket.count == 7200
+    assert len(lists) == 2
+    assert len(lists[0]) == 2
+    assert len(lists[1]) == 1
+
+
 def test_appends_continue_while_a_seal_runs(store: DuckDBStore) -> None:
     store.append(seconds_of("acme", "d", "m", DAY, 50_000))
     sealer = threading.Thread(target=store.seal, args=(DAY + timedelta(days=1),))
@@ -411,6 +440,26 @@ def test_appends_continue_while_a_seal_runs(store: DuckDBStore) -> None:
     sealer.join()
     store.seal(END)
     assert _all_points(store) == 52_000
+
+
+def test_retention_and_appends_run_at_once(store: DuckDBStore) -> None:
+    """Retention deletes old latest values; appends update the same rows. Neither fails."""
+    store.append(seconds_of("acme", "d", "m", DAY, 10))
+    errors: list[BaseException] = []
+
+    def drop_repeatedly() -> None:
+        try:
+            for n in range(20):
+                store.drop_before("acme", DAY + timedelta(days=1 + n))
+        except BaseException as error:  # handed to the test thread
+            errors.append(error)
+
+    dropper = threading.Thread(target=drop_repeatedly)
+    dropper.start()
+    for n in range(60):
+        store.append(seconds_of("acme", "d", "m", DAY + timedelta(hours=n), 10))
+    dropper.join()
+    assert not errors
 
 
 def test_naive_datetimes_are_utc(store: DuckDBStore) -> None:

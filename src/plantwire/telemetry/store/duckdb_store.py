@@ -141,32 +141,17 @@ class DuckDBStore:
         """Write ``batch`` and, in the same transaction, move checkpoint ``(name, seq)``
         forward. Both are committed or neither; a ``seq`` not after the committed one raises
         `StaleCheckpointError` and writes nothing."""
-        if checkpoint is not None:
-            name, seq = checkpoint
-            committed = self._checkpoints.get(name, 0)
-            if seq <= committed:
-                raise StaleCheckpointError(name, seq, committed)
         if not len(batch) and checkpoint is None:
             return
         with self._write_lock:
-            cursor = self._writer
+            if checkpoint is not None:
+                name, seq = checkpoint
+                committed = self._checkpoints.get(name, 0)
+                if seq <= committed:
+                    raise StaleCheckpointError(name, seq, committed)
             new_tenants, new_series, ids = self._number(batch.keys)
             table = batch.to_arrow(ids)
-            cursor.begin()
-            try:
-                if new_tenants:
-                    cursor.executemany("INSERT INTO tenants VALUES (?, ?)", new_tenants)
-                if new_series:
-                    cursor.executemany("INSERT INTO series VALUES (?, ?, ?, ?)", new_series)
-                self._insert_points(cursor, table)
-                if checkpoint is not None:
-                    self._commit_checkpoint(cursor, *checkpoint)
-                cursor.commit()
-            except BaseException:
-                cursor.rollback()
-                raise
-            finally:
-                cursor.unregister("incoming")
+            self._write(table, new_tenants, new_series, checkpoint)
             for tenant_id, tenant_name in new_tenants:
                 self._tenants[tenant_name] = tenant_id
             names = {number: name for name, number in self._tenants.items()}
@@ -174,6 +159,30 @@ class DuckDBStore:
                 self._series[(names[tenant_id], device, metric)] = series_id
             if checkpoint is not None:
                 self._checkpoints[checkpoint[0]] = checkpoint[1]
+
+    def _write(
+        self,
+        table: pa.Table,
+        new_tenants: list[tuple[int, str]],
+        new_series: list[tuple[int, int, str, str]],
+        checkpoint: tuple[str, int] | None,
+    ) -> None:
+        cursor = self._writer
+        cursor.begin()
+        try:
+            if new_tenants:
+                cursor.executemany("INSERT INTO tenants VALUES (?, ?)", new_tenants)
+            if new_series:
+                cursor.executemany("INSERT INTO series VALUES (?, ?, ?, ?)", new_series)
+            self._insert_points(cursor, table)
+            if checkpoint is not None:
+                self._commit_checkpoint(cursor, *checkpoint)
+            cursor.commit()
+        except BaseException:
+            cursor.rollback()
+            raise
+        finally:
+            cursor.unregister("incoming")
 
     def _number(
         self, keys: list[SeriesKey]
@@ -396,6 +405,10 @@ class DuckDBStore:
                 cursor, self._root, tenant_id, series, cutoff, self._next_file
             )
             doomed.extend(files)
+        # Appends update latest values: deleting them under the write lock keeps the two from
+        # conflicting. A crash just before leaves a stale latest value the next run removes.
+        with self._write_lock:
+            sealing.forget_latest(self._writer, tenant_id, series, cutoff)
         return dropped
 
     def maintain(self, now: datetime | None = None) -> None:

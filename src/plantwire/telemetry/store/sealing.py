@@ -21,7 +21,15 @@ import duckdb
 
 from plantwire.telemetry.store.schema import PARQUET_OPTIONS, POINT_COLUMNS, ROLLUPS, rollup_select
 
-__all__ = ["compact", "drop_before", "remove_orphans", "seal", "sql_files", "unlink_all"]
+__all__ = [
+    "compact",
+    "drop_before",
+    "forget_latest",
+    "remove_orphans",
+    "seal",
+    "sql_files",
+    "unlink_all",
+]
 
 Cursor = duckdb.DuckDBPyConnection
 
@@ -55,6 +63,13 @@ def _add_rollups(cursor: Cursor, source: str) -> None:
 
 def _tenant_series(tenant: int) -> str:
     return f"(SELECT id FROM series WHERE tenant = {int(tenant)})"
+
+
+def _chosen(tenant: int, series: list[int] | None) -> str:
+    """All of a tenant's series, or the listed ones (a non-empty list)."""
+    if series is None:
+        return _tenant_series(tenant)
+    return "(" + ", ".join(str(int(number)) for number in series) + ")"
 
 
 def seal(cursor: Cursor, root: Path, before: int, next_id: Callable[[], int]) -> int:
@@ -125,9 +140,9 @@ def drop_before(
     """Drop a tenant's points (or only those of ``series``) before midnight of ``cutoff``.
     (points dropped, files to unlink). Whole files go when the tenant loses its old days; when
     only some series go, the files holding them are rewritten without them."""
-    chosen = _tenant_series(tenant) if series is None else f"({', '.join(map(str, series))})"
     if series is not None and not series:
         return 0, []
+    chosen = _chosen(tenant, series)
     files = cursor.execute(
         "SELECT id, day, path, rows FROM sealed WHERE tenant = ? AND day < ? ORDER BY id",
         [tenant, cutoff],
@@ -163,8 +178,17 @@ def drop_before(
     ).fetchone()
     for table in ROLLUPS.values():
         cursor.execute(f"DELETE FROM {table} WHERE series IN {chosen} AND bucket < {cutoff_sql}")
-    cursor.execute(f"DELETE FROM latest WHERE series IN {chosen} AND ts < {cutoff_sql}")
     return dropped + int(hot), doomed
+
+
+def forget_latest(cursor: Cursor, tenant: int, series: list[int] | None, cutoff: date) -> None:
+    """Delete the latest values older than ``cutoff`` of a tenant (or of ``series``)."""
+    if series is not None and not series:
+        return
+    chosen = _chosen(tenant, series)
+    cursor.execute(
+        f"DELETE FROM latest WHERE series IN {chosen} AND ts < DATE {_quote(cutoff.isoformat())}"
+    )
 
 
 def unlink_all(paths: Iterable[Path], root: Path) -> None:

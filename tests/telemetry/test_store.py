@@ -157,25 +157,26 @@ def test_killed_mid_append_the_data_and_checkpoint_agree(tmp_path: Path) -> None
 
 def test_raw_pages_cover_every_point_once_across_hot_and_sealed(store: DuckDBStore) -> None:
     batch = PointBatch()
-    for n in range(50):  # several points share each timestamp, across page boundaries
-        ts = DAY + timedelta(hours=n // 3)
+    for n in range(50):  # three points share each timestamp, across page and day boundaries
+        ts = DAY + timedelta(hours=5 * (n // 3))
         batch.add("acme", "d", "m", ts, float(n), Quality(n % 3))
     store.append(batch)
-    store.seal(DAY + timedelta(hours=8))  # part sealed, part hot
+    store.seal(DAY + timedelta(hours=36))  # two days sealed in part, the rest hot
     seen: list[tuple[datetime, object]] = []
     token = None
     pages = 0
     while True:
-        page = store.raw("acme", "d", "m", DAY, END, limit=4, cursor=token)
+        page = store.raw("acme", "d", "m", DAY, DAY + timedelta(days=4), limit=4, cursor=token)
         seen.extend((p.ts, p.value) for p in page.points)
         pages += 1
         token = page.cursor
         if token is None:
             break
     assert pages == 13
-    assert sorted(seen) == sorted((DAY + timedelta(hours=n // 3), float(n)) for n in range(50))
+    expected = sorted((DAY + timedelta(hours=5 * (n // 3)), float(n)) for n in range(50))
+    assert sorted(seen) == expected
     assert [ts for ts, _ in seen] == sorted(ts for ts, _ in seen)
-    start, end = DAY + timedelta(hours=2), DAY + timedelta(hours=4)
+    start, end = DAY + timedelta(hours=5), DAY + timedelta(hours=15)
     assert len(store.raw("acme", "d", "m", start, end).points) == 6
     with pytest.raises(ValueError, match="paging cursor"):
         store.raw("acme", "d", "m", DAY, END, cursor="garbage")

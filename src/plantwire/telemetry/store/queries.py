@@ -4,7 +4,7 @@ seal committing meanwhile neither hides nor doubles a point."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = ["aggregate", "export", "latest", "raw"]
 Cursor = duckdb.DuckDBPyConnection
 _MICRO = timedelta(microseconds=1)
 _EPOCH = "TIMESTAMP '1970-01-01'"
+_EPOCH_DATE = date(1970, 1, 1)
 _VALUES = "quality, kind, v_num, v_int, v_text, v_blob, v_nums, v_ints, v_texts"
 _VALUE_NAMES = _VALUES.split(", ")
 _ORDER = "ts, quality, kind, v_num, v_int, v_text, v_blob, v_nums, v_ints, v_texts"
@@ -78,6 +79,25 @@ def _parse_cursor(token: str) -> tuple[int, int]:
     return ts, skip
 
 
+_DAY = 86_400_000_000
+
+
+def _days(cursor: Cursor, tenant: int, series: int, start: int, end: int) -> list[int]:
+    """Starts (epoch µs) of the UTC days in [start, end) that may hold points of the series:
+    days with sealed files of the tenant, and days of the series' hot points."""
+    rows = cursor.execute(
+        "SELECT DISTINCT day FROM ("
+        " SELECT day FROM sealed WHERE tenant = $tenant"
+        "  AND day >= CAST(make_timestamp($start) AS DATE)"
+        "  AND day <= CAST(make_timestamp($end - 1) AS DATE)"
+        " UNION ALL SELECT CAST(ts AS DATE) FROM hot WHERE series = $series"
+        "  AND ts >= make_timestamp($start) AND ts < make_timestamp($end)"
+        ") ORDER BY day",
+        {"tenant": tenant, "series": series, "start": start, "end": end},
+    ).fetchall()
+    return [(day - _EPOCH_DATE).days * _DAY for (day,) in rows]
+
+
 def raw(
     cursor: Cursor,
     root: Path,
@@ -88,25 +108,33 @@ def raw(
     limit: int,
     token: str | None,
 ) -> RawPage:
-    """Points of one series in [start, end), oldest first, ``limit`` at a time. The cursor is
-    the last timestamp returned and how many points at that timestamp were returned, so a
-    page boundary may fall between points that share a timestamp."""
+    """Points of one series in [start, end), oldest first, ``limit`` at a time, read a day at
+    a time until the page is full. The cursor is the last timestamp returned and how many
+    points at that timestamp were returned, so a page may end between points that share a
+    timestamp."""
     start, end = window
-    skip = 0
+    skipped = 0
     if token is not None:
-        start, skip = _parse_cursor(token)
-    source = _points(root, _sealed_paths(cursor, tenant, start, end), _range(series, start, end))
-    rows = cursor.execute(
-        f"SELECT epoch_us(ts), {_VALUES} FROM ({source}) ORDER BY {_ORDER} "
-        f"LIMIT {int(limit) + 1} OFFSET {int(skip)}"
-    ).fetchall()
+        start, skipped = _parse_cursor(token)
+    skip = skipped
+    rows: list[tuple[Any, ...]] = []
+    for day in _days(cursor, tenant, series, start, end):
+        low, high = max(start, day), min(end, day + _DAY)
+        source = _points(root, _sealed_paths(cursor, tenant, low, high), _range(series, low, high))
+        rows += cursor.execute(
+            f"SELECT epoch_us(ts), {_VALUES} FROM ({source}) ORDER BY {_ORDER} "
+            f"LIMIT {int(limit) + 1 - len(rows)} OFFSET {int(skip)}"
+        ).fetchall()
+        skip = 0  # points sharing the cursor's timestamp are all in its day
+        if len(rows) > limit:
+            break
     points = [_point(*names, row) for row in rows[:limit]]
     if len(rows) <= limit:
         return RawPage(points, None)
     last = rows[limit - 1][0]
     same = sum(1 for row in rows[:limit] if row[0] == last)
     if last == start:
-        same += skip
+        same += skipped
     return RawPage(points, f"{last}:{same}")
 
 

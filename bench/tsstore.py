@@ -11,8 +11,9 @@
    through the rollups, for random series and days; against the baseline of the same query
    over an Arrow table holding only that series-day (the aggregation's own cost). The store is
    built once under ``bench-data/tsstore-<points>/`` and reused.
-3. **Under load**: the aggregate's latency while another thread appends batches, and the
-   append rate while another thread queries, against the same figures measured apart.
+3. **Under load**: the aggregate's latency while another thread appends at the ingest target
+   (``--ingest-rate``, 150,000 points/s), and the flat-out append rate while another thread
+   queries without pause, against the same figures measured apart.
 
 Run: ``.venv/bin/python bench/tsstore.py [--points N] [--days D]`` (default 20 million points:
 a few minutes); ``--points 500000000`` builds ~5 GB of data once (check ``df -h`` first).
@@ -256,41 +257,76 @@ def measure_queries(store: DuckDBStore, series: int, days: int, count: int) -> f
 # --- 3. under load -------------------------------------------------------------------------
 
 
-def measure_under_load(store: DuckDBStore, series: int, days: int, batch_size: int) -> None:
-    """Queries while appends run and appends while queries run, in a second tenant (dropped
-    afterwards, so the built store stays as it was)."""
+def _append_in_background(
+    store: DuckDBStore, batches: list[PointBatch], rate: float | None
+) -> tuple[threading.Thread, threading.Event, list[int]]:
+    """A thread appending ``batches`` over and over, at ``rate`` points/s (None: flat out)."""
     stop = threading.Event()
     appended = [0]
-    batches = _batches(20, batch_size, tenant="load")
 
-    def append_forever() -> None:
+    def run() -> None:
+        started = time.perf_counter()
         while not stop.is_set():
             for batch in batches:
+                if rate is not None:
+                    delay = started + appended[0] / rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
                 store.append(batch)
                 appended[0] += len(batch)
+                if stop.is_set():
+                    return
 
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, stop, appended
+
+
+def _flat_out(store: DuckDBStore, batches: list[PointBatch], seconds: float = 3) -> float:
+    """Points/s of appending as fast as possible for a few seconds."""
+    thread, stop, appended = _append_in_background(store, batches, None)
+    started = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    thread.join()
+    return appended[0] / (time.perf_counter() - started)
+
+
+def measure_under_load(
+    store: DuckDBStore, series: int, days: int, batch_size: int, ingest_rate: float
+) -> None:
+    """Queries while ingest appends at ``ingest_rate``, and flat-out appends while a thread
+    queries without pause; in a second tenant, dropped afterwards (the built store stays as it
+    was)."""
+    batches = _batches(20, batch_size, tenant="load")
     query_once = _day_query(store, series, days, False, 2)
     quiet = _latencies(query_once, 20)
-    worker = threading.Thread(target=append_forever)
+    thread, stop, appended = _append_in_background(store, batches, ingest_rate)
     started = time.perf_counter()
-    worker.start()
     loaded = _latencies(query_once, 20)
     stop.set()
-    worker.join()
-    rate_with_queries = appended[0] / (time.perf_counter() - started)
+    thread.join()
+    paced = appended[0] / (time.perf_counter() - started)
 
-    def append_all() -> None:
-        for batch in batches:
-            store.append(batch)
+    quiet_rate = _flat_out(store, batches)
+    querying = threading.Event()
 
-    quiet_rate = _rate(len(batches) * batch_size, append_all)
+    def query_forever() -> None:
+        while not querying.is_set():
+            query_once()
+
+    querier = threading.Thread(target=query_forever)
+    querier.start()
+    busy_rate = _flat_out(store, batches)
+    querying.set()
+    querier.join()
     print("under load (2 cores shared by both threads)")
-    _show("aggregate (raw), no appends running", quiet)
-    _show("aggregate (raw), appends running", loaded, statistics.median(quiet))
-    print(f"  appends, no queries running                  {quiet_rate:>12,.0f} points/s")
+    _show("aggregate (raw), no appends", quiet)
+    _show(f"aggregate (raw), ingest at {paced:,.0f} points/s", loaded, statistics.median(quiet))
+    print(f"  appends flat out, no queries                 {quiet_rate:>12,.0f} points/s")
     print(
-        f"  appends, queries running                     {rate_with_queries:>12,.0f} points/s  "
-        f"{rate_with_queries / quiet_rate:5.2f}x"
+        f"  appends flat out, queries without pause      {busy_rate:>12,.0f} points/s  "
+        f"{busy_rate / quiet_rate:5.2f}x"
     )
     store.drop_before("load", DAY0 + timedelta(days=3650))
 
@@ -302,6 +338,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20_000_000)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--batch", type=int, default=10_000, help="points per append")
+    parser.add_argument(
+        "--ingest-rate", type=float, default=150_000, help="points/s appended while querying"
+    )
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
@@ -321,7 +360,7 @@ def main() -> None:
         print("== queries", flush=True)
         measure_queries(store, series, args.days, args.queries)
         print("== under load", flush=True)
-        measure_under_load(store, series, args.days, args.batch)
+        measure_under_load(store, series, args.days, args.batch, args.ingest_rate)
 
 
 if __name__ == "__main__":

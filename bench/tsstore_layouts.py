@@ -30,7 +30,7 @@ QUERY = """
     WHERE series = {series} AND ts >= TIMESTAMP '2026-11-22' AND ts < TIMESTAMP '2026-11-23'
     GROUP BY b ORDER BY b"""
 PARQUET = {
-    "zstd, Parquet v2 (the store's choice)": "COMPRESSION zstd, PARQUET_VERSION V2",
+    "zstd, v2 (the store's)": "COMPRESSION zstd, PARQUET_VERSION V2",
     "zstd, Parquet v1": "COMPRESSION zstd",
     "snappy": "COMPRESSION snappy",
     "uncompressed": "COMPRESSION uncompressed",
@@ -87,7 +87,7 @@ def main() -> None:
         for label, source, file in sized:
             figure = latency(db, source, 1, args.runs)
             size = f"{file.stat().st_size / points:5.2f} bytes/point" if file else ""
-            print(f"  {label:<44} {figure:7.2f} ms  {base / figure:5.1f}x faster  {size}")
+            print(f"  {label:<48} {figure:7.2f} ms  {base / figure:5.1f}x faster  {size}")
         db.close()
 
 

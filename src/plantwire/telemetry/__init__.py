@@ -1,1 +1,1 @@
-"""Telemetry: devices, the MQTT broker, intake, ingest and the time-series store."""
+"""Telemetry: devices, the MQTT broker, intake, ingest, the time-series store, queries."""

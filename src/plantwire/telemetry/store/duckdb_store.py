@@ -1,0 +1,440 @@
+"""The embedded time-series store: one DuckDB database file for recent points and catalogues,
+sealed Parquet files per tenant and day beside it (layout and measurements: docs/telemetry.md).
+
+One process owns the store (DuckDB allows one writing process). Appends take a short lock and
+run on one writer connection; reads and maintenance each run on a cursor of their own (DuckDB's
+MVCC: readers see a snapshot and never wait for the writer, and a seal deleting old hot rows
+does not conflict with appends of new ones)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+
+from plantwire.telemetry.store import queries, sealing
+from plantwire.telemetry.store.batch import PointBatch, SeriesKey
+from plantwire.telemetry.store.model import (
+    Bucket,
+    DiskUsage,
+    Point,
+    RawPage,
+    StaleCheckpointError,
+    StoreError,
+    to_micros,
+)
+from plantwire.telemetry.store.schema import DDL, FORMAT, POINT_COLUMNS
+
+__all__ = ["DuckDBStore", "MaintenancePolicy"]
+
+T = TypeVar("T")
+DATABASE = "telemetry.duckdb"
+SEALED = "sealed"
+
+_LATEST_UPSERT = f"""
+    INSERT INTO latest SELECT {POINT_COLUMNS} FROM incoming
+    QUALIFY row_number() OVER (PARTITION BY series ORDER BY ts DESC) = 1
+    ON CONFLICT (series) DO UPDATE SET
+        ts = excluded.ts, quality = excluded.quality, kind = excluded.kind,
+        v_num = excluded.v_num, v_int = excluded.v_int, v_text = excluded.v_text,
+        v_blob = excluded.v_blob, v_nums = excluded.v_nums, v_ints = excluded.v_ints,
+        v_texts = excluded.v_texts
+    WHERE excluded.ts >= latest.ts"""
+
+
+class MaintenancePolicy:
+    """When `DuckDBStore.maintain` seals and merges.
+
+    Hot points are sealed once there are ``seal_rows`` of them or the oldest is ``seal_age``
+    old, leaving the last ``grace`` in hot for late arrivals. A tenant-day's sealed files are
+    merged once the day is past ``grace``, or sooner when it has ``max_files``."""
+
+    def __init__(
+        self,
+        seal_rows: int = 2_000_000,
+        seal_age: timedelta = timedelta(hours=1),
+        grace: timedelta = timedelta(minutes=5),
+        max_files: int = 8,
+    ) -> None:
+        self.seal_rows = seal_rows
+        self.seal_age = seal_age
+        self.grace = grace
+        self.max_files = max_files
+
+
+def _micros(moment: datetime | int) -> int:
+    return moment if isinstance(moment, int) else to_micros(moment)
+
+
+class DuckDBStore:
+    """`TimeSeriesStore` on DuckDB and Parquet, in ``directory`` (created if missing)."""
+
+    def __init__(self, directory: Path, policy: MaintenancePolicy | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.policy = policy or MaintenancePolicy()
+        self._root = directory / SEALED
+        self._root.mkdir(exist_ok=True)
+        self._db = duckdb.connect(str(directory / DATABASE))
+        try:
+            self._db.execute("SET GLOBAL parquet_metadata_cache = true")
+            self._db.execute(DDL)
+            self._check_format()
+            self._tenants: dict[str, int] = dict(
+                self._db.execute("SELECT name, id FROM tenants").fetchall()
+            )
+            self._series: dict[SeriesKey, int] = {}
+            names = {number: name for name, number in self._tenants.items()}
+            for series_id, tenant, device, metric in self._db.execute(
+                "SELECT id, tenant, device, metric FROM series"
+            ).fetchall():
+                self._series[(names[tenant], device, metric)] = series_id
+            self._checkpoints: dict[str, int] = dict(
+                self._db.execute("SELECT name, seq FROM checkpoints").fetchall()
+            )
+            (last_file,) = self._db.execute("SELECT coalesce(max(id), 0) FROM sealed").fetchone()  # type: ignore[misc]
+            self._last_file = int(last_file)
+            catalogued = {
+                path for (path,) in self._db.execute("SELECT path FROM sealed").fetchall()
+            }
+            sealing.remove_orphans(self._root, catalogued)
+        except BaseException:
+            self._db.close()
+            raise
+        self._writer = self._db.cursor()
+        self._write_lock = threading.Lock()
+        self._maintenance_lock = threading.Lock()
+
+    def _check_format(self) -> None:
+        found = self._db.execute("SELECT format FROM store_format").fetchall()
+        if not found:
+            self._db.execute("INSERT INTO store_format VALUES (?)", [FORMAT])
+        elif found[0][0] != FORMAT:
+            raise StoreError(
+                f"{self.directory / DATABASE} has store format {found[0][0]}; "
+                f"this plantwire reads format {FORMAT}"
+            )
+
+    def close(self) -> None:
+        self._writer.close()
+        self._db.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def checkpoint(self, name: str) -> int:
+        """The last stream sequence committed with data under ``name`` (0: none yet)."""
+        return self._checkpoints.get(name, 0)
+
+    def append(self, batch: PointBatch, checkpoint: tuple[str, int] | None = None) -> None:
+        """Write ``batch`` and, in the same transaction, move checkpoint ``(name, seq)``
+        forward. Both are committed or neither; a ``seq`` not after the committed one raises
+        `StaleCheckpointError` and writes nothing."""
+        if not len(batch) and checkpoint is None:
+            return
+        with self._write_lock:
+            if checkpoint is not None:
+                name, seq = checkpoint
+                committed = self._checkpoints.get(name, 0)
+                if seq <= committed:
+                    raise StaleCheckpointError(name, seq, committed)
+            new_tenants, new_series, ids = self._number(batch.keys)
+            table = batch.to_arrow(ids)
+            self._write(table, new_tenants, new_series, checkpoint)
+            for tenant_id, tenant_name in new_tenants:
+                self._tenants[tenant_name] = tenant_id
+            names = {number: name for name, number in self._tenants.items()}
+            for series_id, tenant_id, device, metric in new_series:
+                self._series[(names[tenant_id], device, metric)] = series_id
+            if checkpoint is not None:
+                self._checkpoints[checkpoint[0]] = checkpoint[1]
+
+    def _write(
+        self,
+        table: pa.Table,
+        new_tenants: list[tuple[int, str]],
+        new_series: list[tuple[int, int, str, str]],
+        checkpoint: tuple[str, int] | None,
+    ) -> None:
+        cursor = self._writer
+        cursor.begin()
+        try:
+            if new_tenants:
+                cursor.executemany("INSERT INTO tenants VALUES (?, ?)", new_tenants)
+            if new_series:
+                cursor.executemany("INSERT INTO series VALUES (?, ?, ?, ?)", new_series)
+            self._insert_points(cursor, table)
+            if checkpoint is not None:
+                self._commit_checkpoint(cursor, *checkpoint)
+            cursor.commit()
+        except BaseException:
+            cursor.rollback()
+            raise
+        finally:
+            cursor.unregister("incoming")
+
+    def _number(
+        self, keys: list[SeriesKey]
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, int, str, str]], list[int]]:
+        """Ids of ``keys``, and the tenants and series rows to insert for those not seen yet
+        (the caches learn them only once the append commits)."""
+        new_tenants: dict[str, int] = {}
+        new_series: list[tuple[int, int, str, str]] = []
+        ids = []
+        next_tenant = len(self._tenants) + 1
+        next_series = len(self._series) + 1
+        for key in keys:
+            found = self._series.get(key)
+            if found is None:
+                tenant, device, metric = key
+                tenant_id = self._tenants.get(tenant) or new_tenants.get(tenant)
+                if tenant_id is None:
+                    tenant_id = new_tenants[tenant] = next_tenant
+                    next_tenant += 1
+                found = next_series
+                next_series += 1
+                new_series.append((found, tenant_id, device, metric))
+            ids.append(found)
+        return [(number, name) for name, number in new_tenants.items()], new_series, ids
+
+    def _insert_points(self, cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
+        cursor.register("incoming", table)
+        cursor.execute("INSERT INTO hot SELECT * FROM incoming")
+        cursor.execute(_LATEST_UPSERT)
+
+    def _commit_checkpoint(self, cursor: duckdb.DuckDBPyConnection, name: str, seq: int) -> None:
+        cursor.execute(
+            "INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = ?",
+            [name, seq, seq],
+        )
+
+    # --- reading ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cursor = self._db.cursor()
+        try:
+            cursor.begin()
+            yield cursor
+        finally:
+            cursor.close()  # a read-only transaction: closing rolls it back
+
+    def _read(self, query: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``query`` at one snapshot; if a sealed file it named was merged or dropped
+        meanwhile (unlinked after the catalogue changed), run it again at a fresh snapshot."""
+        for attempt in range(3):
+            try:
+                with self._snapshot() as cursor:
+                    return query(cursor)
+            except duckdb.IOException:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _series_id(self, tenant: str, device: str, metric: str) -> int | None:
+        return self._series.get((tenant, device, metric))
+
+    def latest(self, tenant: str, device: str) -> list[Point]:
+        """The latest point of each metric of a device, by metric name."""
+        tenant_id = self._tenants.get(tenant)
+        if tenant_id is None:
+            return []
+        return self._read(lambda cursor: queries.latest(cursor, tenant_id, device))
+
+    def raw(
+        self,
+        tenant: str,
+        device: str,
+        metric: str,
+        start: datetime | int,
+        end: datetime | int,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> RawPage:
+        """Points of a metric in [start, end), oldest first; pass the page's ``cursor`` back
+        for the next page."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        series = self._series_id(tenant, device, metric)
+        if series is None:
+            return RawPage([], None)
+        window = (_micros(start), _micros(end))
+        return self._read(
+            lambda db: queries.raw(
+                db,
+                self._root,
+                self._tenants[tenant],
+                series,
+                (device, metric),
+                window,
+                limit,
+                cursor,
+            )
+        )
+
+    def aggregate(
+        self,
+        tenant: str,
+        device: str,
+        metric: str,
+        start: datetime | int,
+        end: datetime | int,
+        interval: timedelta,
+        *,
+        use_rollups: bool = True,
+    ) -> list[Bucket]:
+        """avg, min, max, sum, count, first and last of a metric's numeric points in [start,
+        end) per interval (aligned on the epoch; buckets without points are left out). From the
+        1-hour or 1-minute rollups when the interval and range allow, else from raw points."""
+        if interval <= timedelta(0):
+            raise ValueError("interval must be positive")
+        series = self._series_id(tenant, device, metric)
+        if series is None:
+            return []
+        window = (_micros(start), _micros(end))
+        return self._read(
+            lambda db: queries.aggregate(
+                db, self._root, self._tenants[tenant], series, window, interval, use_rollups
+            )
+        )
+
+    def export(
+        self, tenant: str, start: datetime | int, end: datetime | int, device: str | None = None
+    ) -> pa.Table:
+        """A tenant's points in [start, end), of one device if given, as an Arrow table."""
+        tenant_id = self._tenants.get(tenant)
+        if tenant_id is None:
+            return self._read(lambda db: queries.export(db, self._root, -1, (0, 0), None))
+        window = (_micros(start), _micros(end))
+        return self._read(lambda db: queries.export(db, self._root, tenant_id, window, device))
+
+    def disk_usage(self, tenant: str | None = None) -> DiskUsage:
+        """Bytes on disk; with ``tenant``, the sealed files are only that tenant's."""
+        database = sum(
+            path.stat().st_size
+            for path in (self.directory / DATABASE, self.directory / f"{DATABASE}.wal")
+            if path.exists()
+        )
+        where, parameters = "", []
+        if tenant is not None:
+            where, parameters = "WHERE tenant = ?", [self._tenants.get(tenant, -1)]
+        files, size = self._read(
+            lambda db: db.execute(
+                f"SELECT count(*), coalesce(sum(bytes), 0) FROM sealed {where}", parameters
+            ).fetchone()
+        ) or (0, 0)
+        return DiskUsage(database, int(size), int(files))
+
+    # --- maintenance --------------------------------------------------------------------------
+
+    def _next_file(self) -> int:
+        self._last_file += 1
+        return self._last_file
+
+    @contextmanager
+    def _maintaining(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[Path]]]:
+        """One maintenance transaction; files listed in the yielded list are unlinked after it
+        commits, and files it wrote are unlinked if it fails."""
+        with self._maintenance_lock:
+            first_new = self._last_file + 1
+            doomed: list[Path] = []
+            cursor = self._db.cursor()
+            try:
+                cursor.begin()
+                yield cursor, doomed
+                cursor.commit()
+            except BaseException:
+                cursor.rollback()
+                catalogued = {p for (p,) in self._db.execute("SELECT path FROM sealed").fetchall()}
+                written = [
+                    path
+                    for path in self._root.rglob("*")
+                    if path.is_file()
+                    and path.relative_to(self._root).as_posix() not in catalogued
+                    and (
+                        path.suffix == ".tmp"
+                        or (path.stem.isdigit() and int(path.stem) >= first_new)
+                    )
+                ]
+                sealing.unlink_all(written, self._root)
+                raise
+            finally:
+                cursor.close()
+            sealing.unlink_all(doomed, self._root)
+
+    def seal(self, before: datetime | int) -> int:
+        """Move hot points older than ``before`` into sealed files; how many were moved."""
+        with self._maintaining() as (cursor, _):
+            return sealing.seal(cursor, self._root, _micros(before), self._next_file)
+
+    def compact(self, tenant: str, day: date) -> bool:
+        """Merge a tenant-day's sealed files into one; whether there was anything to merge."""
+        tenant_id = self._tenants.get(tenant)
+        if tenant_id is None:
+            return False
+        with self._maintaining() as (cursor, doomed):
+            doomed.extend(sealing.compact(cursor, self._root, tenant_id, day, self._next_file))
+        return bool(doomed)
+
+    def drop_before(self, tenant: str, before: datetime, device: str | None = None) -> int:
+        """Retention: drop a tenant's points (or one device's) before ``before``, taken in
+        whole UTC days (rounded down to midnight); how many points were dropped. Sealed files
+        of whole days are unlinked, so their disk space is returned at once."""
+        tenant_id = self._tenants.get(tenant)
+        if tenant_id is None:
+            return 0
+        series = None
+        if device is not None:
+            known = list(self._series.items())  # the writer may add series meanwhile
+            series = [sid for (t, d, _), sid in known if t == tenant and d == device]
+        cutoff = before.astimezone(UTC).date() if before.tzinfo else before.date()
+        with self._maintaining() as (cursor, doomed):
+            dropped, files = sealing.drop_before(
+                cursor, self._root, tenant_id, series, cutoff, self._next_file
+            )
+            doomed.extend(files)
+        # Appends update latest values: deleting them under the write lock keeps the two from
+        # conflicting. A crash just before leaves a stale latest value the next run removes.
+        with self._write_lock:
+            sealing.forget_latest(self._writer, tenant_id, series, cutoff)
+        return dropped
+
+    def maintain(self, now: datetime | None = None) -> None:
+        """Seal and merge as `policy` says; the platform calls this every minute or so."""
+        moment = _micros(now or datetime.now(UTC))
+        policy = self.policy
+        grace = policy.grace // timedelta(microseconds=1)
+        rows, oldest = self._read(
+            lambda db: db.execute("SELECT count(*), epoch_us(min(ts)) FROM hot").fetchone()
+        ) or (0, None)
+        age = policy.seal_age // timedelta(microseconds=1)
+        if rows and (rows >= policy.seal_rows or oldest < moment - age):
+            self.seal(moment - grace)
+        closed = (datetime.fromtimestamp((moment - grace) / 1e6, UTC)).date()
+        crowded = self._read(
+            lambda db: db.execute(
+                "SELECT t.name, s.day, count(*) AS files FROM sealed s "
+                "JOIN tenants t ON t.id = s.tenant GROUP BY ALL "
+                "HAVING files >= ? OR (files > 1 AND s.day < ?)",
+                [policy.max_files, closed],
+            ).fetchall()
+        )
+        for tenant, day, _ in crowded:
+            self.compact(tenant, day)
+
+    def checkpoint_database(self) -> None:
+        """Write DuckDB's WAL into the database file (DuckDB also does so by itself)."""
+        with self._write_lock:
+            self._writer.execute("CHECKPOINT")

@@ -1,0 +1,72 @@
+"""`TimeSeriesStore`: what ingest, queries and retention need from a time-series store,
+whatever holds the points (DuckDB and Parquet embedded; PostgreSQL later)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import pyarrow as pa
+
+from plantwire.telemetry.store.batch import PointBatch
+from plantwire.telemetry.store.model import Bucket, DiskUsage, Point, RawPage
+
+__all__ = ["TimeSeriesStore"]
+
+
+class TimeSeriesStore(Protocol):
+    """Every method that reads takes the tenant and sees only that tenant's points.
+    Times are aware datetimes or epoch microseconds; ranges are [start, end)."""
+
+    def append(self, batch: PointBatch, checkpoint: tuple[str, int] | None = None) -> None:
+        """Write the batch and move the named stream checkpoint to ``seq`` in one transaction;
+        a ``seq`` not after the committed one raises `StaleCheckpointError`, writing nothing."""
+
+    def checkpoint(self, name: str) -> int:
+        """The last sequence committed under ``name`` with its data; 0 when there is none."""
+
+    def latest(self, tenant: str, device: str) -> list[Point]:
+        """The latest point of each metric of the device."""
+
+    def raw(
+        self,
+        tenant: str,
+        device: str,
+        metric: str,
+        start: datetime | int,
+        end: datetime | int,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> RawPage:
+        """One page of a metric's points, oldest first."""
+
+    def aggregate(
+        self,
+        tenant: str,
+        device: str,
+        metric: str,
+        start: datetime | int,
+        end: datetime | int,
+        interval: timedelta,
+        *,
+        use_rollups: bool = True,
+    ) -> list[Bucket]:
+        """Per-interval avg, min, max, sum, count, first, last of the numeric points."""
+
+    def export(
+        self, tenant: str, start: datetime | int, end: datetime | int, device: str | None = None
+    ) -> pa.Table:
+        """The points of a range as an Arrow table (for CSV and Parquet downloads)."""
+
+    def drop_before(self, tenant: str, before: datetime, device: str | None = None) -> int:
+        """Retention: drop old points of a tenant or one of its devices; how many."""
+
+    def disk_usage(self, tenant: str | None = None) -> DiskUsage:
+        """Bytes the store holds on disk."""
+
+    def maintain(self, now: datetime | None = None) -> None:
+        """Periodic upkeep (sealing, merging, rollups), called by the owning process."""
+
+    def close(self) -> None:
+        """Release files and connections."""

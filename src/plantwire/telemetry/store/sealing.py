@@ -1,0 +1,212 @@
+"""Moving points out of the hot table into sealed Parquet files, merging those files, and
+dropping them for retention. Every function runs inside the caller's transaction on a cursor
+of the store's database and returns the files to unlink once that transaction commits.
+
+Sealed files are per tenant and UTC day (``t<tenant>/<day>/<id>.parquet``), sorted by (series,
+ts), so a one-series query reads the footer and the one or two row groups holding the series;
+dropping a tenant's old days unlinks whole files and gives the disk back at once. A file is
+written under a temporary name, renamed into place, and only then entered in the ``sealed``
+catalogue, in the transaction that also deletes its points from ``hot`` and adds their rollups:
+readers see the points in exactly one place, and a crash leaves at most a file no catalogue row
+names, which `remove_orphans` deletes on the next open."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from plantwire.telemetry.store.schema import PARQUET_OPTIONS, POINT_COLUMNS, ROLLUPS, rollup_select
+
+__all__ = [
+    "compact",
+    "drop_before",
+    "forget_latest",
+    "remove_orphans",
+    "seal",
+    "sql_files",
+    "unlink_all",
+]
+
+Cursor = duckdb.DuckDBPyConnection
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_files(root: Path, paths: Iterable[str]) -> str:
+    """A ``read_parquet`` call over sealed files given by catalogue paths."""
+    return "read_parquet([" + ", ".join(_quote(str(root / path)) for path in paths) + "])"
+
+
+def _write(cursor: Cursor, root: Path, relative: str, query: str) -> tuple[int, int]:
+    """Write ``query``'s rows to ``root/relative`` (via a temporary name); (rows, bytes)."""
+    final = root / relative
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final.with_suffix(".tmp")
+    cursor.execute(f"COPY ({query}) TO {_quote(str(scratch))} ({PARQUET_OPTIONS})")
+    (rows,) = cursor.execute(
+        f"SELECT count(*) FROM read_parquet({_quote(str(scratch))})"
+    ).fetchone()  # type: ignore[misc]
+    os.replace(scratch, final)
+    return int(rows), final.stat().st_size
+
+
+def _add_rollups(cursor: Cursor, source: str) -> None:
+    for width, table in ROLLUPS.items():
+        cursor.execute(f"INSERT INTO {table} {rollup_select(width, source)}")
+
+
+def _tenant_series(tenant: int) -> str:
+    return f"(SELECT id FROM series WHERE tenant = {int(tenant)})"
+
+
+def _chosen(tenant: int, series: list[int] | None) -> str:
+    """All of a tenant's series, or the listed ones (a non-empty list)."""
+    if series is None:
+        return _tenant_series(tenant)
+    return "(" + ", ".join(str(int(number)) for number in series) + ")"
+
+
+def seal(cursor: Cursor, root: Path, before: int, next_id: Callable[[], int]) -> int:
+    """Seal the hot points older than ``before`` (epoch µs); how many points were sealed."""
+    groups = cursor.execute(
+        "SELECT s.tenant, CAST(h.ts AS DATE) AS day, count(*) FROM hot h "
+        "JOIN series s ON s.id = h.series WHERE h.ts < make_timestamp($1) GROUP BY ALL "
+        "ORDER BY ALL",
+        [before],
+    ).fetchall()
+    sealed = 0
+    for tenant, day, count in groups:
+        file_id = next_id()
+        relative = f"t{tenant}/{day.isoformat()}/{file_id}.parquet"
+        query = (
+            f"SELECT {POINT_COLUMNS} FROM hot WHERE series IN {_tenant_series(tenant)} "
+            f"AND ts >= DATE {_quote(day.isoformat())} "
+            f"AND ts < DATE {_quote(day.isoformat())} + INTERVAL 1 DAY "
+            f"AND ts < make_timestamp({int(before)}) ORDER BY series, ts"
+        )
+        rows, size = _write(cursor, root, relative, query)
+        _add_rollups(cursor, sql_files(root, [relative]))
+        cursor.execute(
+            "INSERT INTO sealed VALUES (?, ?, ?, ?, ?, ?)",
+            [file_id, tenant, day, relative, rows, size],
+        )
+        sealed += int(count)
+    cursor.execute("DELETE FROM hot WHERE ts < make_timestamp($1)", [before])
+    return sealed
+
+
+def compact(
+    cursor: Cursor, root: Path, tenant: int, day: date, next_id: Callable[[], int]
+) -> list[Path]:
+    """Merge a tenant-day's sealed files into one, and rebuild that day's rollups from it (one
+    clustered run of rows per series instead of one per seal). The old files, to unlink."""
+    old = cursor.execute(
+        "SELECT id, path FROM sealed WHERE tenant = ? AND day = ? ORDER BY id", [tenant, day]
+    ).fetchall()
+    if len(old) < 2:
+        return []
+    file_id = next_id()
+    relative = f"t{tenant}/{day.isoformat()}/{file_id}.parquet"
+    source = sql_files(root, [path for _, path in old])
+    rows, size = _write(cursor, root, relative, f"SELECT * FROM {source} ORDER BY series, ts")
+    day_sql = f"DATE {_quote(day.isoformat())}"
+    for table in ROLLUPS.values():
+        cursor.execute(
+            f"DELETE FROM {table} WHERE series IN {_tenant_series(tenant)} "
+            f"AND bucket >= {day_sql} AND bucket < {day_sql} + INTERVAL 1 DAY"
+        )
+    _add_rollups(cursor, sql_files(root, [relative]))
+    cursor.execute("DELETE FROM sealed WHERE id IN (SELECT unnest(?))", [[i for i, _ in old]])
+    cursor.execute(
+        "INSERT INTO sealed VALUES (?, ?, ?, ?, ?, ?)", [file_id, tenant, day, relative, rows, size]
+    )
+    return [root / path for _, path in old]
+
+
+def drop_before(
+    cursor: Cursor,
+    root: Path,
+    tenant: int,
+    series: list[int] | None,
+    cutoff: date,
+    next_id: Callable[[], int],
+) -> tuple[int, list[Path]]:
+    """Drop a tenant's points (or only those of ``series``) before midnight of ``cutoff``.
+    (points dropped, files to unlink). Whole files go when the tenant loses its old days; when
+    only some series go, the files holding them are rewritten without them."""
+    if series is not None and not series:
+        return 0, []
+    chosen = _chosen(tenant, series)
+    files = cursor.execute(
+        "SELECT id, day, path, rows FROM sealed WHERE tenant = ? AND day < ? ORDER BY id",
+        [tenant, cutoff],
+    ).fetchall()
+    dropped = 0
+    doomed: list[Path] = []
+    for file_id, day, path, rows in files:
+        if series is None:
+            kept = 0
+        else:
+            source = sql_files(root, [path])
+            (hits,) = cursor.execute(  # type: ignore[misc]
+                f"SELECT count(*) FROM {source} WHERE series IN {chosen}"
+            ).fetchone()
+            if not hits:
+                continue
+            kept = int(rows) - int(hits)
+            if kept:
+                new_id = next_id()
+                relative = f"t{tenant}/{day.isoformat()}/{new_id}.parquet"
+                query = f"SELECT * FROM {source} WHERE series NOT IN {chosen} ORDER BY series, ts"
+                new_rows, size = _write(cursor, root, relative, query)
+                cursor.execute(
+                    "INSERT INTO sealed VALUES (?, ?, ?, ?, ?, ?)",
+                    [new_id, tenant, day, relative, new_rows, size],
+                )
+        cursor.execute("DELETE FROM sealed WHERE id = ?", [file_id])
+        dropped += int(rows) - kept
+        doomed.append(root / path)
+    cutoff_sql = f"DATE {_quote(cutoff.isoformat())}"
+    (hot,) = cursor.execute(  # type: ignore[misc]
+        f"DELETE FROM hot WHERE series IN {chosen} AND ts < {cutoff_sql}"
+    ).fetchone()
+    for table in ROLLUPS.values():
+        cursor.execute(f"DELETE FROM {table} WHERE series IN {chosen} AND bucket < {cutoff_sql}")
+    return dropped + int(hot), doomed
+
+
+def forget_latest(cursor: Cursor, tenant: int, series: list[int] | None, cutoff: date) -> None:
+    """Delete the latest values older than ``cutoff`` of a tenant (or of ``series``)."""
+    if series is not None and not series:
+        return
+    chosen = _chosen(tenant, series)
+    cursor.execute(
+        f"DELETE FROM latest WHERE series IN {chosen} AND ts < DATE {_quote(cutoff.isoformat())}"
+    )
+
+
+def unlink_all(paths: Iterable[Path], root: Path) -> None:
+    """Unlink files (already gone is fine) and the day and tenant folders they leave empty."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        for folder in (path.parent, path.parent.parent):
+            if folder != root and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def remove_orphans(root: Path, catalogued: set[str]) -> list[Path]:
+    """Delete sealed files no catalogue row names (left by a crash mid-seal) and scratch files."""
+    removed = [
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and (path.suffix == ".tmp" or path.relative_to(root).as_posix() not in catalogued)
+    ]
+    unlink_all(removed, root)
+    return removed

@@ -37,6 +37,12 @@ T = TypeVar("T")
 DATABASE = "telemetry.duckdb"
 SEALED = "sealed"
 
+# Store folders open in this process. DuckDB hands a second connection to an open file the same
+# database, so a second DuckDBStore on it would write with its own locks and series numbering,
+# and take the first one's half-written seals for orphans: refused instead.
+_open_folders: set[Path] = set()
+_open_folders_lock = threading.Lock()
+
 _LATEST_UPSERT = f"""
     INSERT INTO latest SELECT {POINT_COLUMNS} FROM incoming
     QUALIFY row_number() OVER (PARTITION BY series ORDER BY ts DESC) = 1
@@ -81,7 +87,16 @@ class DuckDBStore:
         self.policy = policy or MaintenancePolicy()
         self._root = directory / SEALED
         self._root.mkdir(exist_ok=True)
-        self._db = duckdb.connect(str(directory / DATABASE))
+        self._folder = directory.resolve()
+        with _open_folders_lock:
+            if self._folder in _open_folders:
+                raise StoreError(f"the store in {directory} is open already in this process")
+            _open_folders.add(self._folder)
+        try:
+            self._db = duckdb.connect(str(directory / DATABASE))
+        except BaseException:
+            self._forget_folder()
+            raise
         try:
             self._db.execute("SET GLOBAL parquet_metadata_cache = true")
             self._db.execute(DDL)
@@ -106,7 +121,9 @@ class DuckDBStore:
             sealing.remove_orphans(self._root, catalogued)
         except BaseException:
             self._db.close()
+            self._forget_folder()
             raise
+        self._closed = False
         self._writer = self._db.cursor()
         self._write_lock = threading.Lock()
         self._maintenance_lock = threading.Lock()
@@ -121,9 +138,21 @@ class DuckDBStore:
                 f"this plantwire reads format {FORMAT}"
             )
 
+    def _forget_folder(self) -> None:
+        with _open_folders_lock:
+            _open_folders.discard(self._folder)
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._writer.close()
         self._db.close()
+        self._forget_folder()
+
+    def ping(self) -> None:
+        """Answer a trivial query, or raise: what readiness checks ask."""
+        self._read(lambda db: db.execute("SELECT 1").fetchall())
 
     def __enter__(self) -> DuckDBStore:
         return self

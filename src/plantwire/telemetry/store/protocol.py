@@ -68,5 +68,8 @@ class TimeSeriesStore(Protocol):
     def maintain(self, now: datetime | None = None) -> None:
         """Periodic upkeep (sealing, merging, rollups), called by the owning process."""
 
+    def ping(self) -> None:
+        """Raise if the store cannot answer a query (readiness)."""
+
     def close(self) -> None:
         """Release files and connections."""

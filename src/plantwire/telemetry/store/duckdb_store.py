@@ -340,14 +340,23 @@ class DuckDBStore:
         )
 
     def export(
-        self, tenant: str, start: datetime | int, end: datetime | int, device: str | None = None
+        self,
+        tenant: str,
+        start: datetime | int,
+        end: datetime | int,
+        device: str | None = None,
+        *,
+        metric: str | None = None,
+        limit: int | None = None,
     ) -> pa.Table:
-        """A tenant's points in [start, end), of one device if given, as an Arrow table."""
+        """A tenant's points in [start, end), of one device and one metric if given, as an
+        Arrow table sorted by device, metric and time; at most ``limit`` rows if given."""
+        chosen = queries.Chosen(device, metric, limit)
         tenant_id = self._tenants.get(tenant)
         if tenant_id is None:
-            return self._read(lambda db: queries.export(db, self._root, -1, (0, 0), None))
+            return self._read(lambda db: queries.export(db, self._root, -1, (0, 0), chosen))
         window = (_micros(start), _micros(end))
-        return self._read(lambda db: queries.export(db, self._root, tenant_id, window, device))
+        return self._read(lambda db: queries.export(db, self._root, tenant_id, window, chosen))
 
     def disk_usage(self, tenant: str | None = None) -> DiskUsage:
         """Bytes on disk; with ``tenant``, the sealed files are only that tenant's."""

@@ -55,9 +55,17 @@ class TimeSeriesStore(Protocol):
         """Per-interval avg, min, max, sum, count, first, last of the numeric points."""
 
     def export(
-        self, tenant: str, start: datetime | int, end: datetime | int, device: str | None = None
+        self,
+        tenant: str,
+        start: datetime | int,
+        end: datetime | int,
+        device: str | None = None,
+        *,
+        metric: str | None = None,
+        limit: int | None = None,
     ) -> pa.Table:
-        """The points of a range as an Arrow table (for CSV and Parquet downloads)."""
+        """The points of a range (of one device and metric, if given; at most ``limit``) as an
+        Arrow table, for CSV and Parquet downloads."""
 
     def drop_before(self, tenant: str, before: datetime, device: str | None = None) -> int:
         """Retention: drop old points of a tenant or one of its devices; how many."""

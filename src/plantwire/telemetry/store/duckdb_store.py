@@ -8,6 +8,7 @@ does not conflict with appends of new ones)."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -471,6 +472,30 @@ class DuckDBStore:
         )
         for tenant, day, _ in crowded:
             self.compact(tenant, day)
+
+    def backup(self, destination: Path) -> list[str]:
+        """Copy the store into ``destination`` (a new folder) while it runs, consistently: no
+        maintenance runs meanwhile, so the sealed files and their catalogue stay as they are,
+        and appends wait only while the database is checkpointed and copied. The files
+        written, relative to ``destination``."""
+        destination.mkdir(parents=True)
+        written = []
+        with self._maintenance_lock:
+            with self._write_lock:
+                self._writer.execute("CHECKPOINT")
+                for name in (DATABASE, f"{DATABASE}.wal"):
+                    if (self.directory / name).exists():
+                        shutil.copyfile(self.directory / name, destination / name)
+                        written.append(name)
+            catalogued = self._read(
+                lambda db: db.execute("SELECT path FROM sealed ORDER BY path").fetchall()
+            )
+            for (path,) in catalogued:
+                target = destination / SEALED / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self._root / path, target)
+                written.append(f"{SEALED}/{path}")
+        return written
 
     def checkpoint_database(self) -> None:
         """Write DuckDB's WAL into the database file (DuckDB also does so by itself)."""

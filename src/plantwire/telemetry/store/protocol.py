@@ -4,6 +4,7 @@ whatever holds the points (DuckDB and Parquet embedded; PostgreSQL later)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
@@ -75,6 +76,10 @@ class TimeSeriesStore(Protocol):
 
     def maintain(self, now: datetime | None = None) -> None:
         """Periodic upkeep (sealing, merging, rollups), called by the owning process."""
+
+    def backup(self, destination: Path) -> list[str]:
+        """Copy the store, consistently while it runs, into ``destination`` (a new folder);
+        the files written, relative to it."""
 
     def ping(self) -> None:
         """Raise if the store cannot answer a query (readiness)."""

@@ -45,6 +45,7 @@ PUBLIC_OPERATIONS = frozenset(
 )
 EXAMPLES = 25  # per operation, role and generation mode
 SEEDED_PREFIXES = ["88.101.5", "88.101.6"]  # homed for tenants "a" and "b"
+SEEDED_METRIC = "setpoint"  # a metric of the seeded devices (their store holds no points)
 BASE_URL = "http://testserver"
 
 CHECKS = [
@@ -128,13 +129,21 @@ def _register_seed_hooks(
         }
         return st.one_of(st.just(path_parameters), st.fixed_dictionaries(seeded))
 
+    query_pools: dict[str, st.SearchStrategy[str]] = {
+        "tenant": st.sampled_from(tenant_ids),
+        "metric": st.just(SEEDED_METRIC),
+        # a day of telemetry, in both forms the API reads
+        "start": st.sampled_from(["2026-11-22T00:00:00Z", "1795305600000"]),
+        "end": st.sampled_from(["2026-11-23T00:00:00+01:00", "1795388400000"]),
+    }
+
     def flatmap_query(
         context: HookContext, query: dict[str, Any] | None
     ) -> st.SearchStrategy[dict[str, Any] | None]:
-        if not isinstance(query, dict) or "tenant" not in query:
+        if not isinstance(query, dict) or not query_pools.keys() & query.keys():
             return st.just(query)
-        seeded = st.sampled_from(tenant_ids).map(lambda tenant: {**query, "tenant": tenant})
-        return st.one_of(st.just(query), seeded)
+        seeded = {name: query_pools.get(name, st.just(value)) for name, value in query.items()}
+        return st.one_of(st.just(query), st.fixed_dictionaries(seeded))
 
     def flatmap_body(context: HookContext, body: Any) -> st.SearchStrategy[Any]:
         label = context.operation.label if context.operation is not None else ""
@@ -179,7 +188,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             assert homed.status_code == 201, homed.text
         device_ids = []
         for key in "ab":
-            device = {"name": "press-1", "metrics": [{"name": "setpoint", "writable": True}]}
+            device = {"name": "press-1", "metrics": [{"name": SEEDED_METRIC, "writable": True}]}
             made = client.post(
                 "/api/v1/devices", json=device, headers=seed.tenants[key].headers["engineer"]
             )

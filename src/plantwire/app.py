@@ -29,6 +29,7 @@ from plantwire.observability import register_platform_metrics
 from plantwire.platform import Platform, platform_of
 from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
+from plantwire.telemetry.api import router as telemetry_router
 from plantwire.telemetry.devices import broker_follower
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.store import StoreError
@@ -105,6 +106,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(security_router)
     app.include_router(ids_router)
     app.include_router(devices_router)
+    app.include_router(telemetry_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     if platform.store is None:

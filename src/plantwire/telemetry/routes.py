@@ -48,7 +48,7 @@ from plantwire.telemetry.schemas import (
 )
 from plantwire.telemetry.tables import Device
 
-__all__ = ["router"]
+__all__ = ["reachable_device", "router"]
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"], route_class=AuthenticateFirst)
 
@@ -61,7 +61,9 @@ PlaceQuery = Annotated[
 ]
 
 
-def _reachable(session: Session, principal: Principal, device_id: str) -> Device:
+def reachable_device(session: Session, principal: Principal, device_id: str) -> Device:
+    """The device, if the caller's tenant scope reaches it; 404 exactly as for a missing one
+    otherwise, so other tenants' device ids leak nothing."""
     device = session.get(Device, device_id)
     if device is None or not principal.reaches(device.tenant_id):
         raise not_found("device", device_id)
@@ -179,7 +181,7 @@ def get_device(
     platform: Platform = Depends(get_platform),
 ) -> DeviceOut:
     with platform.sessions() as session:
-        return device_out(_reachable(session, principal, device_id))
+        return device_out(reachable_device(session, principal, device_id))
 
 
 @router.patch(
@@ -197,7 +199,7 @@ def update_device(
 ) -> DeviceOut:
     try:
         with transaction(platform.sessions) as session:
-            device = _reachable(session, principal, device_id)
+            device = reachable_device(session, principal, device_id)
             changes: dict[str, Any] = {}
             if body.name is not None and body.name != device.name:
                 key = name_key(body.name)
@@ -245,7 +247,7 @@ def rotate_credentials(
 ) -> MqttCredentials:
     secret = new_secret()
     with transaction(platform.sessions) as session:
-        device = _reachable(session, principal, device_id)
+        device = reachable_device(session, principal, device_id)
         device.secret_sha256, device.secret_bcrypt = secret.sha256, secret.bcrypt
         device.updated_at = utcnow()
         _audit(session, request, principal, "device.credentials", device)
@@ -261,7 +263,7 @@ def delete_device(
     platform: Platform = Depends(get_platform),
 ) -> None:
     with transaction(platform.sessions) as session:
-        device = _reachable(session, principal, device_id)
+        device = reachable_device(session, principal, device_id)
         _audit(session, request, principal, "device.delete", device, {"name": device.name})
         session.delete(device)
     _changed(platform)

@@ -1,0 +1,230 @@
+"""The telemetry query API under /api/v1/devices/{device_id}/: the latest values, raw points
+page by page, aggregates over fixed intervals, and CSV or Parquet exports.
+
+Every query goes through the device: a device of another tenant answers 404 exactly like a
+missing one, and the store is asked for the device's own tenant only. The logic lives in
+``query.py``; answers are built as plain JSON-ready values and sent as they are (no
+per-point validation layer on the way out; the models below document the shapes)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field, RootModel
+
+from plantwire.platform import Platform, get_platform
+from plantwire.problems import Problem, problem_responses
+from plantwire.security.auth import AuthenticateFirst, require
+from plantwire.security.principal import Principal
+from plantwire.security.roles import Permission
+from plantwire.security.routes._common import invalid
+from plantwire.telemetry import query
+from plantwire.telemetry.query import QueryError
+from plantwire.telemetry.routes import reachable_device
+from plantwire.telemetry.store import TimeSeriesStore
+from plantwire.telemetry.store.model import from_micros
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/devices", tags=["telemetry"], route_class=AuthenticateFirst)
+
+QUERY_ERRORS = problem_responses(400, 401, 403, 404, 413, 422, 503)
+PARQUET = "application/vnd.apache.parquet"
+
+_TIME_HELP = "ISO 8601 with a zone (2026-11-22T08:00:00Z) or epoch milliseconds"
+Start = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        pattern=query.TIME_PATTERN,
+        description=f"Start of the range, included; {_TIME_HELP}. Default: an hour before end.",
+    ),
+]
+End = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        pattern=query.TIME_PATTERN,
+        description=f"End of the range, excluded; {_TIME_HELP}. Default: now.",
+    ),
+]
+Metric = Annotated[str, Query(min_length=1, max_length=200, description="The metric's name.")]
+
+
+class LatestValue(BaseModel):
+    ts: datetime = Field(description="When the value was measured (UTC).")
+    value: Any = Field(
+        description="The value as written: number, boolean, string, bytes as base64, time as "
+        "ISO 8601, or an array of them; NaN and infinities are null."
+    )
+    quality: Literal["good", "uncertain", "bad"]
+
+
+class LatestValues(RootModel[dict[str, LatestValue]]):
+    """The newest value of each metric, by metric name."""
+
+
+class RawPoints(BaseModel):
+    metric: str
+    points: list[tuple[datetime, Any]] = Field(description="[ts, value] pairs, oldest first.")
+    next: str | None = Field(description="Pass as 'cursor' for the next page; null: the last.")
+
+
+class Aggregates(BaseModel):
+    metric: str
+    interval: str
+    agg: str = Field(description="The aggregates asked for, in the order of each point's values.")
+    points: list[list[datetime | float | None]] = Field(
+        description="[interval start, value per aggregate...]; intervals without points are "
+        "left out, and a non-finite result is null."
+    )
+
+
+class CsvStream(StreamingResponse):
+    media_type = "text/csv"
+
+
+def _device_tenant(platform: Platform, principal: Principal, device_id: str) -> str:
+    with platform.sessions() as session:
+        return reachable_device(session, principal, device_id).tenant_id
+
+
+def _store(platform: Platform) -> TimeSeriesStore:
+    if platform.store is None:
+        raise Problem(503, "The time-series store is not open.")
+    return platform.store
+
+
+@router.get(
+    "/{device_id}/latest",
+    response_model=LatestValues,
+    responses=QUERY_ERRORS,
+    summary="The newest value of each of the device's metrics",
+)
+def device_latest(
+    device_id: str,
+    principal: Principal = Depends(require(Permission.DEVICE_READ)),
+    platform: Platform = Depends(get_platform),
+) -> Response:
+    tenant = _device_tenant(platform, principal, device_id)
+    return JSONResponse(query.latest(_store(platform), tenant, device_id))
+
+
+@router.get(
+    "/{device_id}/telemetry",
+    response_model=RawPoints | Aggregates,
+    responses=QUERY_ERRORS,
+    summary="A metric's points in a time range, raw (paged) or aggregated over intervals",
+)
+def device_telemetry(
+    device_id: str,
+    metric: Metric,
+    start: Start = None,
+    end: End = None,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=query.MAX_LIMIT,
+            description=f"Raw points per page (default {query.DEFAULT_LIMIT}).",
+        ),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            pattern=query.CURSOR_PATTERN,
+            description="The 'next' of the previous page.",
+        ),
+    ] = None,
+    interval: Annotated[
+        str | None,
+        Query(
+            max_length=7,
+            pattern=query.INTERVAL_PATTERN,
+            description="Aggregate over intervals of this length: 1s, 10s, 1m, 5m, 1h, 1d...",
+        ),
+    ] = None,
+    agg: Annotated[
+        str | None,
+        Query(
+            max_length=80,
+            pattern=query.AGGREGATE_PATTERN,
+            description="With interval: " + ", ".join(query.AGGREGATES) + ", or several "
+            "separated by commas (default avg).",
+        ),
+    ] = None,
+    principal: Principal = Depends(require(Permission.DEVICE_READ)),
+    platform: Platform = Depends(get_platform),
+) -> Response:
+    tenant = _device_tenant(platform, principal, device_id)
+    store = _store(platform)
+    try:
+        span = query.window(start, end)
+        if interval is None:
+            if agg is not None:
+                raise QueryError("'agg' goes with 'interval'.")
+            answer = query.raw(
+                store, tenant, device_id, metric, span, limit or query.DEFAULT_LIMIT, cursor
+            )
+        else:
+            if limit is not None or cursor is not None:
+                raise QueryError("'limit' and 'cursor' page raw points; aggregates have no pages.")
+            answer = query.aggregated(
+                store, tenant, device_id, metric, span, interval, agg or "avg"
+            )
+    except QueryError as error:
+        raise invalid(str(error)) from error
+    return JSONResponse(answer)
+
+
+@router.get(
+    "/{device_id}/export",
+    response_class=CsvStream,
+    responses={
+        200: {
+            "description": "The points as CSV (the default) or Parquet",
+            "content": {PARQUET: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **QUERY_ERRORS,
+    },
+    summary="Download a device's points in a time range as CSV or Parquet",
+)
+def device_export(
+    device_id: str,
+    start: Start = None,
+    end: End = None,
+    metric: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="Only this metric.")
+    ] = None,
+    file_format: Annotated[
+        Literal["csv", "parquet"],
+        Query(alias="format", description="csv (the default) or parquet."),
+    ] = "csv",
+    principal: Principal = Depends(require(Permission.DEVICE_READ)),
+    platform: Platform = Depends(get_platform),
+) -> StreamingResponse:
+    tenant = _device_tenant(platform, principal, device_id)
+    store = _store(platform)
+    try:
+        span = query.window(start, end)
+        table = query.export_table(store, tenant, device_id, span, metric)
+    except QueryError as error:
+        raise invalid(str(error)) from error
+    name = f"{_file_part(device_id)}_{_stamp(span.start)}_{_stamp(span.end)}.{file_format}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if file_format == "parquet":
+        return StreamingResponse(query.parquet_chunks(table), media_type=PARQUET, headers=headers)
+    return CsvStream(query.csv_chunks(table), media_type="text/csv", headers=headers)
+
+
+def _file_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80]
+
+
+def _stamp(micros: int) -> str:
+    return from_micros(micros).strftime("%Y%m%dT%H%M%SZ")

@@ -166,7 +166,9 @@ def _cursor(text: str) -> str:
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds: ``2026-11-22T08:00:00.000000Z`` (fixed width, so
     such strings sort as their times do)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is not UTC:  # the store's own times are UTC already: the fast path
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def json_value(value: Value) -> Any:

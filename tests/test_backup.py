@@ -23,6 +23,8 @@ from plantwire.backup import MANIFEST, BackupError, make_backup, restore_backup
 from plantwire.config import Settings, load_settings
 from plantwire.datadir import FORMAT_VERSION, read_format
 from plantwire.lifecycle import initialise
+from plantwire.telemetry import backup_requests
+from plantwire.telemetry.backup_requests import INBOX, BackupRequestError, request_backup
 from plantwire.telemetry.store import DuckDBStore, PointBatch
 from tests.conftest import ADMIN_PASSWORD, PASSWORD, login, make_settings, seed_platform
 from tests.security.helpers import platform_of
@@ -360,22 +362,65 @@ def test_a_backup_without_a_running_platform_opens_the_store_itself(tmp_path: Pa
         assert restored.export("t", 0, 2**62).num_rows == 10
 
 
-def test_a_store_held_by_another_process_is_not_copied_behind_its_back(tmp_path: Path) -> None:
+def test_plantwire_backup_asks_the_running_platform_for_the_store(tmp_path: Path) -> None:
+    """`plantwire backup` in another process while the platform runs: DuckDB keeps it from
+    reading the store, so the platform copies it on request."""
     settings = make_settings(tmp_path / "live")
     initialise(settings, ADMIN_PASSWORD)
+    with TestClient(create_app(settings)) as client:
+        store = platform_of(client).store
+        assert isinstance(store, DuckDBStore)
+        store.append(_seconds("t", "d", "m", DAY, 100))
+        store.seal(DAY + timedelta(days=1))
+        store.append(_seconds("t", "d", "m", DAY + timedelta(days=1), 10))
+        made = run("backup", str(tmp_path / "backup"), "--data-dir", str(settings.data_dir))
+        assert made.returncode == 0, made.stderr
+        # the platform cannot copy into a folder that is there already: it says so
+        (tmp_path / "taken" / "telemetry").mkdir(parents=True)
+        with pytest.raises(BackupRequestError, match="FileExistsError"):
+            request_backup(store.directory, tmp_path / "taken" / "telemetry")
+    assert list((settings.data_dir / "telemetry" / INBOX).iterdir()) == []  # answered, gone
+    target = make_settings(tmp_path / "restored")
+    restore_backup(tmp_path / "backup", target)
+    with DuckDBStore(target.data_dir / "telemetry") as restored:
+        assert restored.export("t", 0, 2**62)["v_num"].to_pylist() == [
+            float(n) for n in [*range(100), *range(10)]
+        ]
+        assert restored.disk_usage().sealed_files == 1
+
+
+def _holding(folder: Path) -> subprocess.Popen[str]:
+    """Another process that holds the store open and takes no backup requests."""
     script = (
         "import sys, time; from pathlib import Path\n"
         "from plantwire.telemetry.store import DuckDBStore\n"
         "with DuckDBStore(Path(sys.argv[1])):\n"
         "    print('open', flush=True); time.sleep(60)\n"
     )
-    command = [sys.executable, "-c", script, str(settings.data_dir / "telemetry")]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "open\n"
+    return holder
+
+
+def test_a_store_held_by_a_process_that_does_not_answer_is_not_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path / "live")
+    initialise(settings, ADMIN_PASSWORD)
+    folder = settings.data_dir / "telemetry"
+    with _holding(folder) as holder:
         try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline() == "open\n"
-            with pytest.raises(BackupError, match="held by a running process"):
-                make_backup(settings, tmp_path / "backup")
+            with pytest.raises(BackupError, match="does not take backup requests"):
+                make_backup(settings, tmp_path / "first")
+            # an inbox left by a platform that ran before: nobody claims the request
+            (folder / INBOX).mkdir()
+            monkeypatch.setattr(backup_requests, "CLAIM_WITHIN", 0.3)
+            with pytest.raises(BackupError, match="did not take the request within"):
+                make_backup(settings, tmp_path / "second")
+            assert list((folder / INBOX).iterdir()) == []  # the request was taken back
         finally:
             holder.kill()
 

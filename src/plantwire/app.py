@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from plantwire import __version__
 from plantwire.config import Settings
+from plantwire.datadir import TELEMETRY_DIR
 from plantwire.db import ping
 from plantwire.ids.rest import HandleNode
 from plantwire.ids.routes import audit_hook, platform_auth
@@ -30,6 +31,7 @@ from plantwire.platform import Platform, platform_of
 from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
 from plantwire.telemetry.api import router as telemetry_router
+from plantwire.telemetry.backup_requests import serve_backup_requests
 from plantwire.telemetry.devices import broker_follower
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.store import StoreError
@@ -74,6 +76,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         platform.store,
                         settings.store_maintenance_seconds,
                         upkeep_metrics,
+                    )
+                    background.start_soon(
+                        serve_backup_requests, platform.store, settings.data_dir / TELEMETRY_DIR
                     )
                 try:
                     yield

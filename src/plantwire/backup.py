@@ -10,8 +10,9 @@ PostgreSQL.
 The time-series store is copied as files by the store itself (``TimeSeriesStore.backup``): its
 DuckDB database checkpointed and copied while appends wait, and the sealed Parquet files its
 catalogue names, while no maintenance runs. The process that holds the store does that: the
-running platform passes its store in; without one, the backup opens the data dir's store
-itself, which works while no platform runs on the data dir."""
+running platform passes its store in; another process (``plantwire backup`` while the platform
+runs) asks the platform for the copy through a request file (``telemetry.backup_requests``);
+with no platform running, the backup opens the data dir's store itself."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from plantwire import __version__
 from plantwire.config import CONFIG_FILE_NAME, Settings
 from plantwire.datadir import FORMAT_VERSION, TELEMETRY_DIR, read_format, write_format
 from plantwire.db import current_revision, known_revision, make_engine, migrate, writing
+from plantwire.telemetry.backup_requests import BackupRequestError, request_backup
 from plantwire.telemetry.store import DuckDBStore, StoreError, TimeSeriesStore
 
 __all__ = ["MANIFEST", "BackupError", "make_backup", "restore_backup"]
@@ -119,11 +121,14 @@ def _backup_store(settings: Settings, target: Path, store: TimeSeriesStore | Non
         return []  # no platform has run on this data dir yet: there is no store
     try:
         opened = DuckDBStore(folder)
-    except duckdb.IOException as error:
-        raise BackupError(
-            f"The telemetry store in {folder} is held by a running process ({error}); the "
-            "process that holds it must make the backup, or stop it and back up again."
-        ) from error
+    except duckdb.IOException as held:  # a running platform holds it: it makes the copy
+        try:
+            return request_backup(folder, target)
+        except BackupRequestError as error:
+            raise BackupError(
+                f"The telemetry store in {folder} is held by a running process ({held}), and "
+                f"{error}. Back up again, or stop that process first."
+            ) from error
     except StoreError as error:
         raise BackupError(f"The telemetry store in {folder} cannot be opened: {error}") from error
     with opened:

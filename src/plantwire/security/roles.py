@@ -60,7 +60,7 @@ class Permission(enum.StrEnum):
     PREFIX_READ = "prefix:read"  # see the identifier prefixes the tenant owns
     PREFIX_HOME = "prefix:home"  # home a prefix on the platform's node for a tenant
     HANDLE_ADMIN = "handle:admin"  # administer the tenant's handles through the Handle API
-    DEVICE_READ = "device:read"  # see the tenant's devices and their metric metadata
+    DEVICE_READ = "device:read"  # see the tenant's devices, their metric metadata and telemetry
     DEVICE_WRITE = "device:write"  # create, change and delete devices; rotate their secrets
 
 

@@ -76,8 +76,12 @@ CURSOR_PATTERN = f"^{_CURSOR.pattern}$"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = to_micros(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
-_UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1)}
-_UNITS["d"] = timedelta(days=1)
+_UNITS = {
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
 _MICRO = timedelta(microseconds=1)
 _QUALITY = ("good", "uncertain", "bad")
 
@@ -132,11 +136,6 @@ def window(start: str | None, end: str | None, now: datetime | None = None) -> W
 
 def _span(length: timedelta) -> int:
     return length // _MICRO
-
-
-def _spoken(length: timedelta) -> str:
-    days = length.days
-    return f"{days} days" if days * 86400 == length.total_seconds() else str(length)
 
 
 def _interval(text: str) -> timedelta:
@@ -276,7 +275,7 @@ def export_table(
     the store is asked for one row more, to know a range that holds too many."""
     if span.end - span.start > _span(EXPORT_MAX_RANGE):
         raise QueryError(
-            f"An export may span at most {_spoken(EXPORT_MAX_RANGE)}; ask for a shorter range."
+            f"An export may span at most {EXPORT_MAX_RANGE.days} days; ask for a shorter range."
         )
     table = store.export(
         tenant, span.start, span.end, device, metric=metric, limit=EXPORT_MAX_ROWS + 1

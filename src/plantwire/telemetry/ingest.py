@@ -170,6 +170,16 @@ class IngestMetrics:
         )
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A decoded run of messages, ready to commit: ``resume`` is where delivery must start
+    again when the batch had a gap after the run (or before it: then ``run`` is empty)."""
+
+    run: list[Msg]
+    points: PointBatch
+    resume: int | None
+
+
 class Ingest:
     """The ingest loop. ``run`` until ``stop`` is set; ``ensure_streams`` alone for setup.
     Store calls go to a worker thread (DuckDB blocks)."""
@@ -255,9 +265,11 @@ class Ingest:
         return await js.pull_subscribe_bind(CONSUMER, TELEMETRY_STREAM)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch, apply and ack batches until ``stop`` is set. A broker that goes away is
-        reconnected to (nats-py does that); the batch in hand is finished first."""
+        """Fetch, apply and ack batches until ``stop`` is set. The store's append of one
+        batch overlaps the fetch and decoding of the next; appends stay in stream order.
+        A broker that goes away is reconnected to (nats-py does that)."""
         client = await self.connect()
+        committing: asyncio.Task[bool] | None = None
         try:
             js = client.jetstream()
             await self.ensure_streams(js)
@@ -265,6 +277,7 @@ class Ingest:
             subscription = await self.open_consumer(js, applied + 1)
             self.ready.set()
             _log.info("ingest.started", stream=TELEMETRY_STREAM, after=applied)
+            expected = applied + 1  # the next sequence to apply
             while not stop.is_set():
                 try:
                     batch = await subscription.fetch(
@@ -277,30 +290,39 @@ class Ingest:
                     _log.warning("ingest.fetch_failed", error=str(error))
                     await asyncio.sleep(0.5)
                     continue
-                resume = await self.apply(js, batch, stop)
-                if resume is not None:  # out of order (a redelivery): follow the checkpoint
+                prepared = await self.prepare(js, batch, expected)
+                if committing is not None and not await committing:
+                    committing = None
+                    break  # stopped while the store was failing: the rest comes back
+                committing = None
+                if prepared.run:
+                    expected = _sequence(prepared.run[-1]) + 1
+                    committing = asyncio.create_task(self.commit(prepared, stop))
+                if prepared.resume is not None:  # a gap: follow the checkpoint again
+                    if committing is not None and not await committing:
+                        break
+                    committing = None
                     await subscription.unsubscribe()
-                    subscription = await self.open_consumer(js, resume)
+                    subscription = await self.open_consumer(js, prepared.resume)
+                    expected = prepared.resume
         finally:
+            if committing is not None:
+                await committing  # an append in flight finishes (or gives up on stop)
             await client.close()  # every batch in hand was acked or is left to come back
 
-    async def apply(
-        self, js: JetStreamContext, batch: list[Msg], stop: asyncio.Event
-    ) -> int | None:
-        """One fetched batch: decode, letter the refused, store with the checkpoint, ack.
-        Only the run of messages that continues the checkpoint without a gap is applied;
-        for anything after a gap, the sequence to deliver from again is returned."""
-        applied = await asyncio.to_thread(self.store.checkpoint, CHECKPOINT)
-        fresh = [m for m in batch if _sequence(m) > applied]
+    async def prepare(self, js: JetStreamContext, batch: list[Msg], expected: int) -> Prepared:
+        """Decode the run of messages that continues from sequence ``expected`` without a
+        gap and letter its refused messages; anything after a gap is left to come again."""
+        fresh = [m for m in batch if _sequence(m) >= expected]
         if len(fresh) < len(batch):
             self.metrics.replayed.inc(len(batch) - len(fresh))
         if not fresh:
             await batch[-1].ack()
-            return None
-        if _sequence(fresh[0]) != applied + 1 and not await self._gone(
-            js, applied + 1, _sequence(fresh[0])
+            return Prepared([], PointBatch(), None)
+        if _sequence(fresh[0]) != expected and not await self._gone(
+            js, expected, _sequence(fresh[0])
         ):
-            return applied + 1
+            return Prepared([], PointBatch(), expected)
         run = [fresh[0]]
         for message in fresh[1:]:
             if _sequence(message) != _sequence(run[-1]) + 1:
@@ -309,12 +331,22 @@ class Ingest:
         points, letters = await self._decode(run)
         for subject, message, reason, detail in letters:
             await self._letter(js, subject, message, reason, detail)
-        if not await self._store(points, _sequence(run[-1]), stop):
-            return None  # stopping with the store down: nothing acked, all comes back
-        self.metrics.messages.inc(len(run))
-        self.metrics.points.inc(len(points))
-        await run[-1].ack()  # AckPolicy.ALL: everything delivered up to it
-        return _sequence(run[-1]) + 1 if len(run) < len(fresh) else None
+        resume = _sequence(run[-1]) + 1 if len(run) < len(fresh) else None
+        return Prepared(run, points, resume)
+
+    async def commit(self, prepared: Prepared, stop: asyncio.Event) -> bool:
+        """Store the run's points with its last sequence, then ack it. False: stopped while
+        the store was failing (nothing acked; it all comes back)."""
+        last = _sequence(prepared.run[-1])
+        if not await self._store(prepared.points, last, stop):
+            return False
+        self.metrics.messages.inc(len(prepared.run))
+        self.metrics.points.inc(len(prepared.points))
+        try:
+            await prepared.run[-1].ack()  # AckPolicy.ALL: everything delivered up to it
+        except NatsError as error:  # stored already: a redelivery will be skipped
+            _log.warning("ingest.ack_failed", error=str(error), sequence=last)
+        return True
 
     async def _gone(self, js: JetStreamContext, expected: int, delivered: int) -> bool:
         """Whether the messages from ``expected`` up to ``delivered`` left the stream (its

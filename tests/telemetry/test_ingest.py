@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from plantwire.telemetry.accounts import device_username, telemetry_topic
 from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.deadletters import read_dead_letters
 from plantwire.telemetry.ingest import (
     CHECKPOINT,
     CONSUMER,
@@ -159,6 +160,23 @@ async def test_json_intake_end_to_end_with_dead_letters(
         ([TENANT_A, OVEN], "device", b'{"t": 1}'),
     ]
     assert store.checkpoint(CHECKPOINT) == 7
+    client = await nats.connect(
+        accounts.endpoint.url, user=accounts.endpoint.user, password=accounts.endpoint.password
+    )
+    try:
+        js = client.jetstream()
+        page = await read_dead_letters(js, TENANT_A, PRESS, limit=1)
+        assert (page.count, [letter.reason for letter in page.items]) == (2, ["type"])
+        assert page.items[0].payload == b'{"t": "hot"}'
+        assert page.items[0].detail == "t is declared float, got string"
+        assert page.items[0].telemetry_sequence == 3
+        assert page.next_after is not None
+        rest = await read_dead_letters(js, TENANT_A, PRESS, after=page.next_after)
+        assert [letter.reason for letter in rest.items] == ["json"]
+        assert rest.next_after is None
+        assert (await read_dead_letters(js, TENANT_B, PRESS)).count == 0
+    finally:
+        await client.close()
 
 
 async def dead_letters(broker: BundledBroker) -> list[tuple[str, dict[str, str], bytes]]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,9 @@ from plantwire.backup import MANIFEST, BackupError, make_backup, restore_backup
 from plantwire.config import Settings, load_settings
 from plantwire.datadir import FORMAT_VERSION, read_format
 from plantwire.lifecycle import initialise
+from plantwire.telemetry.store import DuckDBStore, PointBatch
 from tests.conftest import ADMIN_PASSWORD, PASSWORD, login, make_settings, seed_platform
+from tests.security.helpers import platform_of
 from tests.test_cli import run
 
 
@@ -50,7 +56,7 @@ def test_backup_while_writing_then_restore(tmp_path: Path, database_url: str | N
         writer = threading.Thread(target=lambda: counts.append(_write_while(client, admin, stop)))
         writer.start()
         try:
-            manifest = make_backup(settings, tmp_path / "backup")
+            manifest = make_backup(settings, tmp_path / "backup", platform_of(client).store)
         finally:
             stop.set()
             writer.join()
@@ -260,3 +266,138 @@ def test_any_row_file_restores_or_fails_clearly(
         assert read_format(target) is None
     else:
         assert read_format(target) is not None
+
+
+# --- the time-series store -----------------------------------------------------------------
+
+DAY = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def _append_while(store: DuckDBStore, stop: threading.Event) -> int:
+    """Batches of 100 points, each committed with checkpoint ("test", n): a store restored
+    from a consistent copy holds exactly the batches up to its checkpoint."""
+    sequence = 0
+    while not stop.is_set() and sequence < 2000:
+        sequence += 1
+        batch = PointBatch()
+        for n in range(100):
+            batch.add("t", "live", "m", datetime.now(UTC), sequence * 1000 + n)
+        store.append(batch, checkpoint=("test", sequence))
+    return sequence
+
+
+def test_backup_and_restore_carry_the_telemetry_store(tmp_path: Path) -> None:
+    """Points sealed in Parquet files and hot in DuckDB come back; a backup taken while
+    appends and a seal run is one consistent state of the store."""
+    settings = make_settings(tmp_path / "live")
+    initialise(settings, ADMIN_PASSWORD)
+    with TestClient(create_app(settings)) as client:
+        store = platform_of(client).store
+        assert isinstance(store, DuckDBStore)
+        for day in range(3):  # three sealed days, the last one sealed twice
+            start = DAY + timedelta(days=day)
+            store.append(_seconds("t", "press", "temp", start, 600))
+            store.seal(start + timedelta(hours=1))
+        store.append(_seconds("t", "press", "temp", DAY + timedelta(days=2, hours=2), 60))
+        store.seal(DAY + timedelta(days=3))
+        store.append(_seconds("t", "press", "temp", DAY + timedelta(days=4), 30))  # hot
+        store.append(_seconds("other", "press", "temp", DAY, 5))
+        assert store.disk_usage().sealed_files == 4
+        stop = threading.Event()
+        appended: list[int] = []
+        writer = threading.Thread(target=lambda: appended.append(_append_while(store, stop)))
+        writer.start()
+        try:
+            time.sleep(0.2)
+            store.seal(DAY + timedelta(days=5))  # seals the hot day meanwhile
+            manifest = make_backup(settings, tmp_path / "backup", store)
+        finally:
+            stop.set()
+            writer.join()
+        before = store.export("t", 0, 2**62, device="press")
+
+    assert manifest["telemetry_files"] >= 5
+    assert "telemetry/telemetry.duckdb" in manifest["files"]
+    assert any(name.endswith(".parquet") for name in manifest["files"])
+    target = make_settings(tmp_path / "restored")
+    restore_backup(tmp_path / "backup", target)
+    with TestClient(create_app(target)) as restored_client:
+        restored = platform_of(restored_client).store
+        assert isinstance(restored, DuckDBStore)
+        assert restored.export("t", 0, 2**62, device="press").equals(before)
+        assert restored.export("other", 0, 2**62).num_rows == 5
+        committed = restored.checkpoint("test")
+        assert 0 < committed <= appended[0]
+        live = restored.export("t", 0, 2**62, device="live")["v_int"].to_pylist()
+        assert sorted(value or 0 for value in live) == [
+            s * 1000 + n for s in range(1, committed + 1) for n in range(100)
+        ]
+        page = restored.raw("t", "press", "temp", DAY, DAY + timedelta(days=5), limit=10_000)
+        assert len(page.points) == 600 * 3 + 60 + 30
+
+
+def _seconds(tenant: str, device: str, metric: str, start: datetime, count: int) -> PointBatch:
+    batch = PointBatch()
+    for n in range(count):
+        batch.add(tenant, device, metric, start + timedelta(seconds=n), float(n))
+    return batch
+
+
+def test_a_backup_without_a_running_platform_opens_the_store_itself(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "live")
+    initialise(settings, ADMIN_PASSWORD)
+    make_backup(settings, tmp_path / "before")  # no platform ran yet: no store to copy
+    assert not (tmp_path / "before" / "telemetry").exists()
+    with TestClient(create_app(settings)) as client:
+        store = platform_of(client).store
+        assert store is not None
+        store.append(_seconds("t", "d", "m", DAY, 10))
+    manifest = make_backup(settings, tmp_path / "after")
+    assert manifest["telemetry_files"] == 1
+    target = make_settings(tmp_path / "restored")
+    restore_backup(tmp_path / "after", target)
+    with DuckDBStore(target.data_dir / "telemetry") as restored:
+        assert restored.export("t", 0, 2**62).num_rows == 10
+
+
+def test_a_store_held_by_another_process_is_not_copied_behind_its_back(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "live")
+    initialise(settings, ADMIN_PASSWORD)
+    script = (
+        "import sys, time; from pathlib import Path\n"
+        "from plantwire.telemetry.store import DuckDBStore\n"
+        "with DuckDBStore(Path(sys.argv[1])):\n"
+        "    print('open', flush=True); time.sleep(60)\n"
+    )
+    command = [sys.executable, "-c", script, str(settings.data_dir / "telemetry")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "open\n"
+            with pytest.raises(BackupError, match="held by a running process"):
+                make_backup(settings, tmp_path / "backup")
+        finally:
+            holder.kill()
+
+
+def test_restore_refuses_a_target_with_a_store_and_takes_its_copy_back_on_failure(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path / "live")
+    initialise(settings, ADMIN_PASSWORD)
+    with TestClient(create_app(settings)):
+        pass  # the store exists from now on
+    make_backup(settings, tmp_path / "backup")
+    occupied = make_settings(tmp_path / "occupied")
+    (occupied.data_dir / "telemetry").mkdir(parents=True)
+    (occupied.data_dir / "telemetry" / "telemetry.duckdb").write_bytes(b"someone's")
+    with pytest.raises(BackupError, match="exists already"):
+        restore_backup(tmp_path / "backup", occupied)
+    assert (occupied.data_dir / "telemetry" / "telemetry.duckdb").read_bytes() == b"someone's"
+    # a registry that refuses the rows: the copied store goes away again
+    refusing = make_settings(tmp_path / "refusing")
+    initialise(refusing, ADMIN_PASSWORD)
+    (refusing.data_dir / "plantwire-format.json").unlink()
+    with pytest.raises(BackupError, match="already holds"):
+        restore_backup(tmp_path / "backup", refusing)
+    assert not (refusing.data_dir / "telemetry").exists()

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import anyio.to_thread
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +23,7 @@ from plantwire.ids.rest import HandleNode
 from plantwire.ids.routes import audit_hook, platform_auth
 from plantwire.ids.routes import router as ids_router
 from plantwire.ids.server import NodeOptions, build_node
-from plantwire.lifecycle import build_platform
+from plantwire.lifecycle import build_platform, open_store
 from plantwire.middleware import BodySizeLimit, HttpMetrics, RequestLog
 from plantwire.observability import register_platform_metrics
 from plantwire.platform import Platform, platform_of
@@ -29,6 +31,8 @@ from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
 from plantwire.telemetry.devices import broker_follower
 from plantwire.telemetry.routes import router as devices_router
+from plantwire.telemetry.store import StoreError
+from plantwire.telemetry.upkeep import UpkeepMetrics, maintain_periodically
 
 __all__ = ["create_app"]
 
@@ -57,11 +61,27 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         platform.device_listeners.append(follow)
         follow()
 
+    upkeep_metrics = UpkeepMetrics(platform.metrics)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            async with anyio.create_task_group() as background:
+                if platform.store is not None:
+                    background.start_soon(
+                        maintain_periodically,
+                        platform.store,
+                        settings.store_maintenance_seconds,
+                        upkeep_metrics,
+                    )
+                try:
+                    yield
+                finally:
+                    background.cancel_scope.cancel()  # waits for a run in progress
         finally:
+            if platform.store is not None:
+                await anyio.to_thread.run_sync(platform.store.close)
+                platform.store = None
             if platform.ids is not None:
                 await platform.ids.aclose()
             if platform.broker is not None:
@@ -87,6 +107,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(devices_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
+    if platform.store is None:
+        platform.store = open_store(settings)  # last: nothing after it may fail and leak it
     return app
 
 
@@ -97,6 +119,19 @@ def _mount_handle_api(app: FastAPI, node: HandleNode) -> None:
         app.router.routes.append(Route(path, node, include_in_schema=False))
         app.mount(path, node)
     app.mount("/hdl", node)
+
+
+async def _store_check(platform: Platform) -> str:
+    """Readiness of the time-series store: a trivial query answered within 5 s."""
+    store = platform.store
+    if store is None:
+        return "not open"
+    try:
+        with anyio.fail_after(5):
+            await anyio.to_thread.run_sync(store.ping, abandon_on_cancel=True)
+    except (StoreError, duckdb.Error, OSError, TimeoutError) as error:
+        return f"unreachable: {type(error).__name__}"
+    return "ok"
 
 
 def _add_service_routes(app: FastAPI) -> None:
@@ -122,7 +157,7 @@ def _add_service_routes(app: FastAPI) -> None:
     @app.get(
         "/readyz",
         tags=["service"],
-        summary="The platform can serve: its database (and later broker, stores) answer",
+        summary="The platform can serve: its database and its time-series store answer",
         responses={503: {"description": "A dependency is unreachable"}},
     )
     async def readyz(request: Request) -> JSONResponse:
@@ -134,6 +169,7 @@ def _add_service_routes(app: FastAPI) -> None:
             checks["database"] = "ok"
         except (SQLAlchemyError, OSError, TimeoutError) as error:
             checks["database"] = f"unreachable: {type(error).__name__}"
+        checks["telemetry_store"] = await _store_check(platform)
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -5,7 +5,13 @@ The registry is dumped logically (one JSON Lines file per table, with a manifest
 schema revision and a SHA-256 of every file) from one snapshot: SQLite is first copied with
 SQLite's online backup API, PostgreSQL is read in one REPEATABLE READ transaction. A backup
 restores into an empty registry on either backend, so it also moves a platform from SQLite to
-PostgreSQL. Later pillars add their stores here."""
+PostgreSQL.
+
+The time-series store is copied as files by the store itself (``TimeSeriesStore.backup``): its
+DuckDB database checkpointed and copied while appends wait, and the sealed Parquet files its
+catalogue names, while no maintenance runs. The process that holds the store does that: the
+running platform passes its store in; without one, the backup opens the data dir's store
+itself, which works while no platform runs on the data dir."""
 
 from __future__ import annotations
 
@@ -23,13 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, func, make_url, select, text
 from sqlalchemy.exc import SAWarning, SQLAlchemyError
 
 from plantwire import __version__
 from plantwire.config import CONFIG_FILE_NAME, Settings
-from plantwire.datadir import FORMAT_VERSION, read_format, write_format
+from plantwire.datadir import FORMAT_VERSION, TELEMETRY_DIR, read_format, write_format
 from plantwire.db import current_revision, known_revision, make_engine, migrate, writing
+from plantwire.telemetry.store import DuckDBStore, StoreError, TimeSeriesStore
 
 __all__ = ["MANIFEST", "BackupError", "make_backup", "restore_backup"]
 
@@ -102,8 +110,32 @@ def _snapshot(settings: Settings) -> Iterator[Connection]:
         engine.dispose()
 
 
-def make_backup(settings: Settings, destination: Path) -> dict[str, Any]:
-    """Write a backup of ``settings.data_dir`` to ``destination`` (new or empty folder)."""
+def _backup_store(settings: Settings, target: Path, store: TimeSeriesStore | None) -> list[str]:
+    """Copy the time-series store into ``target``; the files written, relative to it."""
+    if store is not None:
+        return store.backup(target)
+    folder = settings.data_dir / TELEMETRY_DIR
+    if not folder.is_dir():
+        return []  # no platform has run on this data dir yet: there is no store
+    try:
+        opened = DuckDBStore(folder)
+    except duckdb.IOException as error:
+        raise BackupError(
+            f"The telemetry store in {folder} is held by a running process ({error}); the "
+            "process that holds it must make the backup, or stop it and back up again."
+        ) from error
+    except StoreError as error:
+        raise BackupError(f"The telemetry store in {folder} cannot be opened: {error}") from error
+    with opened:
+        return opened.backup(target)
+
+
+def make_backup(
+    settings: Settings, destination: Path, store: TimeSeriesStore | None = None
+) -> dict[str, Any]:
+    """Write a backup of ``settings.data_dir`` to ``destination`` (new or empty folder).
+    ``store``: the time-series store, when this process holds it open (the running platform);
+    else the backup opens the data dir's store."""
     if read_format(settings.data_dir) is None:
         raise BackupError(f"{settings.data_dir} is not an initialised plantwire data dir.")
     if destination.exists() and any(destination.iterdir()):
@@ -128,6 +160,9 @@ def make_backup(settings: Settings, destination: Path) -> dict[str, Any]:
                     rows += 1
             files[relative] = _sha256(path)
             counts[table.name] = rows
+    telemetry = _backup_store(settings, destination / TELEMETRY_DIR, store)
+    for relative in telemetry:
+        files[f"{TELEMETRY_DIR}/{relative}"] = _sha256(destination / TELEMETRY_DIR / relative)
     config = settings.data_dir / CONFIG_FILE_NAME
     if config.exists():
         shutil.copy2(config, destination / CONFIG_FILE_NAME)
@@ -138,6 +173,7 @@ def make_backup(settings: Settings, destination: Path) -> dict[str, Any]:
         "schema_revision": revision,
         "created_at": datetime.now(UTC).isoformat(),
         "tables": counts,
+        "telemetry_files": len(telemetry),
         "files": files,
     }
     (destination / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -257,22 +293,53 @@ def restore_backup(source: Path, settings: Settings) -> dict[str, Any]:
             f"{settings.data_dir} is an initialised data dir; restore into a new one "
             "(--data-dir) so the running platform keeps its data until you switch over."
         )
+    store_folder = settings.data_dir / TELEMETRY_DIR
+    if store_folder.exists() and not (store_folder.is_dir() and not any(store_folder.iterdir())):
+        raise BackupError(f"{store_folder} exists already; restore into a new data dir.")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.registry_url)
+    # The store first: copying it is what most likely fails (disk space), and a failure after
+    # it takes it away again, so the target can be used for another attempt.
+    _restore_store(source, store_folder, manifest["files"])
     try:
-        found = current_revision(engine)
-        if found is not None and found != revision:
-            raise BackupError(
-                f"The target database is at schema {found}, the backup at {revision}."
-            )
-        migrate(engine, revision)
-        _load_registry(engine, source, manifest)
-        migrate(engine)
-    finally:
-        engine.dispose()
-    _restore_config(source, settings, str(manifest.get("created_at")))
+        engine = make_engine(settings.registry_url)
+        try:
+            found = current_revision(engine)
+            if found is not None and found != revision:
+                raise BackupError(
+                    f"The target database is at schema {found}, the backup at {revision}."
+                )
+            migrate(engine, revision)
+            _load_registry(engine, source, manifest)
+            migrate(engine)
+        finally:
+            engine.dispose()
+        _restore_config(source, settings, str(manifest.get("created_at")))
+    except BaseException:
+        shutil.rmtree(store_folder, ignore_errors=True)
+        raise
     write_format(settings.data_dir, int(manifest["format"]))
     return manifest
+
+
+def _restore_store(source: Path, folder: Path, files: dict[str, str]) -> None:
+    """Copy the backup's time-series store (checked against the manifest already) into
+    ``folder``, and open it once: its format must be one this plantwire reads."""
+    prefix = f"{TELEMETRY_DIR}/"
+    chosen = sorted(relative for relative in files if relative.startswith(prefix))
+    if not chosen:
+        return  # a backup of a data dir on which no platform had run
+    try:
+        for relative in chosen:
+            target = folder / relative.removeprefix(prefix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / relative, target)
+        DuckDBStore(folder).close()
+    except (StoreError, duckdb.Error) as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise BackupError(f"The backup's telemetry store cannot be opened: {error}") from error
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 _DATABASE_URL_LINE = re.compile(r"^\s*database_url\s*=")

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     broker_tenant_max_store_bytes: int = Field(
         1024 * 1024 * 1024, ge=0, description="JetStream file storage each tenant account may use."
     )
+    store_maintenance_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Seconds between runs of the time-series store's upkeep (sealing, merging).",
+    )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -18,6 +18,7 @@ from plantwire import __version__
 __all__ = [
     "FORMAT_FILE",
     "FORMAT_VERSION",
+    "TELEMETRY_DIR",
     "DataDirError",
     "DataDirFormat",
     "ensure_current",
@@ -27,6 +28,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 FORMAT_FILE = "plantwire-format.json"
+#: The time-series store's folder: the platform creates it when it first opens the store, so
+#: data dirs without it need no migration.
+TELEMETRY_DIR = "telemetry"
 
 #: Step functions migrating a data dir from format N to N + 1, keyed by N.
 _STEPS: dict[int, Callable[[Path], None]] = {}

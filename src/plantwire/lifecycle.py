@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import duckdb
 from prometheus_client import CollectorRegistry
 
 from plantwire.config import Settings
-from plantwire.datadir import ensure_current, read_format, write_format
+from plantwire.datadir import (
+    TELEMETRY_DIR,
+    DataDirError,
+    ensure_current,
+    read_format,
+    write_format,
+)
 from plantwire.db import make_engine, make_sessionmaker, migrate
 from plantwire.platform import Platform
 from plantwire.security.bootstrap import FirstAdmin, ensure_first_admin
 from plantwire.security.hashing import PasswordHashing
 from plantwire.security.ratelimit import LoginLimiter
+from plantwire.telemetry.store import DuckDBStore, StoreError
 
-__all__ = ["InitResult", "build_platform", "initialise", "prepare"]
+__all__ = ["InitResult", "build_platform", "initialise", "open_store", "prepare"]
 
 _CONFIG_TEMPLATE = """\
 # plantwire settings for this data dir. Every key is optional; PLANTWIRE_<KEY> environment
@@ -81,3 +89,18 @@ def prepare(settings: Settings) -> None:
         migrate(engine)
     finally:
         engine.dispose()
+
+
+def open_store(settings: Settings) -> DuckDBStore:
+    """The data dir's time-series store, for the one process that owns it (DuckDB lets one
+    process write a database file)."""
+    folder = settings.data_dir / TELEMETRY_DIR
+    try:
+        return DuckDBStore(folder)
+    except duckdb.IOException as error:  # most often: another process holds the file's lock
+        raise DataDirError(
+            f"The telemetry store in {folder} cannot be opened ({error}). Only one process may "
+            "open it: is another plantwire running on this data dir?"
+        ) from error
+    except (StoreError, duckdb.Error) as error:
+        raise DataDirError(f"The telemetry store in {folder} cannot be opened: {error}") from error

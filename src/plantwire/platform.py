@@ -19,6 +19,7 @@ from plantwire.security.ratelimit import LoginLimiter
 if TYPE_CHECKING:
     from plantwire.ids.server import RunningNode
     from plantwire.telemetry.broker import BundledBroker
+    from plantwire.telemetry.store import TimeSeriesStore
 
 __all__ = ["Platform", "get_platform", "platform_of"]
 
@@ -38,6 +39,9 @@ class Platform:
     # the bundled broker `plantwire up` started; the app's shutdown stops it (uvicorn
     # re-raises SIGTERM/SIGINT after shutdown, so code after uvicorn.run never runs then)
     broker: BundledBroker | None = None
+    # the time-series store (DuckDB allows one writing process: this one), opened by
+    # app.create_app and closed by the app's shutdown
+    store: TimeSeriesStore | None = None
 
 
 def platform_of(request: Request) -> Platform:

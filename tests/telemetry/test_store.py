@@ -219,6 +219,23 @@ def test_export_is_arrow_with_names(store: DuckDBStore) -> None:
     assert store.export("nobody", DAY, END).num_rows == 0
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["hot", "sealed"])
+def test_export_of_one_metric_and_at_most_some_rows(store: DuckDBStore, sealed: bool) -> None:
+    for metric in ("a", "b"):
+        store.append(seconds_of("acme", "press-1", metric, DAY, 50))
+    store.append(seconds_of("acme", "press-2", "a", DAY, 50))
+    if sealed:
+        store.seal(END)
+    one = store.export("acme", DAY, END, device="press-1", metric="a")
+    assert set(one.column("metric").to_pylist()) == {"a"}
+    assert one.column("v_num").to_pylist() == [float(n) for n in range(50)]
+    assert store.export("acme", DAY, END, metric="a").num_rows == 100  # both devices
+    first = store.export("acme", DAY, END, device="press-1", limit=70)
+    assert first.num_rows == 70
+    assert first.column("metric").to_pylist() == ["a"] * 50 + ["b"] * 20  # the first 70 in order
+    assert store.export("acme", DAY, END, device="press-1", metric="zz").num_rows == 0
+
+
 # --- tenants -------------------------------------------------------------------------------
 
 

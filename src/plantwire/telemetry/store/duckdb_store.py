@@ -8,6 +8,7 @@ does not conflict with appends of new ones)."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,12 @@ __all__ = ["DuckDBStore", "MaintenancePolicy"]
 T = TypeVar("T")
 DATABASE = "telemetry.duckdb"
 SEALED = "sealed"
+
+# Store folders open in this process. DuckDB hands a second connection to an open file the same
+# database, so a second DuckDBStore on it would write with its own locks and series numbering,
+# and take the first one's half-written seals for orphans: refused instead.
+_open_folders: set[Path] = set()
+_open_folders_lock = threading.Lock()
 
 _LATEST_UPSERT = f"""
     INSERT INTO latest SELECT {POINT_COLUMNS} FROM incoming
@@ -81,7 +88,16 @@ class DuckDBStore:
         self.policy = policy or MaintenancePolicy()
         self._root = directory / SEALED
         self._root.mkdir(exist_ok=True)
-        self._db = duckdb.connect(str(directory / DATABASE))
+        self._folder = directory.resolve()
+        with _open_folders_lock:
+            if self._folder in _open_folders:
+                raise StoreError(f"the store in {directory} is open already in this process")
+            _open_folders.add(self._folder)
+        try:
+            self._db = duckdb.connect(str(directory / DATABASE))
+        except BaseException:
+            self._forget_folder()
+            raise
         try:
             self._db.execute("SET GLOBAL parquet_metadata_cache = true")
             self._db.execute(DDL)
@@ -106,7 +122,9 @@ class DuckDBStore:
             sealing.remove_orphans(self._root, catalogued)
         except BaseException:
             self._db.close()
+            self._forget_folder()
             raise
+        self._closed = False
         self._writer = self._db.cursor()
         self._write_lock = threading.Lock()
         self._maintenance_lock = threading.Lock()
@@ -121,9 +139,21 @@ class DuckDBStore:
                 f"this plantwire reads format {FORMAT}"
             )
 
+    def _forget_folder(self) -> None:
+        with _open_folders_lock:
+            _open_folders.discard(self._folder)
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._writer.close()
         self._db.close()
+        self._forget_folder()
+
+    def ping(self) -> None:
+        """Answer a trivial query, or raise: what readiness checks ask."""
+        self._read(lambda db: db.execute("SELECT 1").fetchall())
 
     def __enter__(self) -> DuckDBStore:
         return self
@@ -314,14 +344,23 @@ class DuckDBStore:
         )
 
     def export(
-        self, tenant: str, start: datetime | int, end: datetime | int, device: str | None = None
+        self,
+        tenant: str,
+        start: datetime | int,
+        end: datetime | int,
+        device: str | None = None,
+        *,
+        metric: str | None = None,
+        limit: int | None = None,
     ) -> pa.Table:
-        """A tenant's points in [start, end), of one device if given, as an Arrow table."""
+        """A tenant's points in [start, end), of one device and one metric if given, as an
+        Arrow table sorted by device, metric and time; at most ``limit`` rows if given."""
+        chosen = queries.Chosen(device, metric, limit)
         tenant_id = self._tenants.get(tenant)
         if tenant_id is None:
-            return self._read(lambda db: queries.export(db, self._root, -1, (0, 0), None))
+            return self._read(lambda db: queries.export(db, self._root, -1, (0, 0), chosen))
         window = (_micros(start), _micros(end))
-        return self._read(lambda db: queries.export(db, self._root, tenant_id, window, device))
+        return self._read(lambda db: queries.export(db, self._root, tenant_id, window, chosen))
 
     def disk_usage(self, tenant: str | None = None) -> DiskUsage:
         """Bytes on disk; with ``tenant``, the sealed files are only that tenant's."""
@@ -436,6 +475,30 @@ class DuckDBStore:
         )
         for tenant, day, _ in crowded:
             self.compact(tenant, day)
+
+    def backup(self, destination: Path) -> list[str]:
+        """Copy the store into ``destination`` (a new folder) while it runs, consistently: no
+        maintenance runs meanwhile, so the sealed files and their catalogue stay as they are,
+        and appends wait only while the database is checkpointed and copied. The files
+        written, relative to ``destination``."""
+        destination.mkdir(parents=True)
+        written = []
+        with self._maintenance_lock:
+            with self._write_lock:
+                self._writer.execute("CHECKPOINT")
+                for name in (DATABASE, f"{DATABASE}.wal"):
+                    if (self.directory / name).exists():
+                        shutil.copyfile(self.directory / name, destination / name)
+                        written.append(name)
+            catalogued = self._read(
+                lambda db: db.execute("SELECT path FROM sealed ORDER BY path").fetchall()
+            )
+            for (path,) in catalogued:
+                target = destination / SEALED / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self._root / path, target)
+                written.append(f"{SEALED}/{path}")
+        return written
 
     def checkpoint_database(self) -> None:
         """Write DuckDB's WAL into the database file (DuckDB also does so by itself)."""

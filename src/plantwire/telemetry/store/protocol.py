@@ -4,6 +4,7 @@ whatever holds the points (DuckDB and Parquet embedded; PostgreSQL later)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
@@ -55,9 +56,17 @@ class TimeSeriesStore(Protocol):
         """Per-interval avg, min, max, sum, count, first, last of the numeric points."""
 
     def export(
-        self, tenant: str, start: datetime | int, end: datetime | int, device: str | None = None
+        self,
+        tenant: str,
+        start: datetime | int,
+        end: datetime | int,
+        device: str | None = None,
+        *,
+        metric: str | None = None,
+        limit: int | None = None,
     ) -> pa.Table:
-        """The points of a range as an Arrow table (for CSV and Parquet downloads)."""
+        """The points of a range (of one device and metric, if given; at most ``limit``) as an
+        Arrow table, for CSV and Parquet downloads."""
 
     def drop_before(self, tenant: str, before: datetime, device: str | None = None) -> int:
         """Retention: drop old points of a tenant or one of its devices; how many."""
@@ -67,6 +76,13 @@ class TimeSeriesStore(Protocol):
 
     def maintain(self, now: datetime | None = None) -> None:
         """Periodic upkeep (sealing, merging, rollups), called by the owning process."""
+
+    def backup(self, destination: Path) -> list[str]:
+        """Copy the store, consistently while it runs, into ``destination`` (a new folder);
+        the files written, relative to it."""
+
+    def ping(self) -> None:
+        """Raise if the store cannot answer a query (readiness)."""
 
     def close(self) -> None:
         """Release files and connections."""

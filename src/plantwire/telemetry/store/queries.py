@@ -4,6 +4,7 @@ seal committing meanwhile neither hides nor doubles a point."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from plantwire.telemetry.store.model import (
 from plantwire.telemetry.store.schema import POINT_COLUMNS, ROLLUPS, rollup_select
 from plantwire.telemetry.store.sealing import sql_files
 
-__all__ = ["aggregate", "export", "latest", "raw"]
+__all__ = ["Chosen", "aggregate", "export", "latest", "raw"]
 
 Cursor = duckdb.DuckDBPyConnection
 _MICRO = timedelta(microseconds=1)
@@ -203,26 +204,39 @@ _QUALITY_NAMES = "[" + ", ".join(f"'{q.name.lower()}'" for q in Quality) + "]"
 _KIND_NAMES = "[" + ", ".join(f"'{k.name.lower()}'" for k in ValueKind) + "]"
 
 
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """What an export takes: one device's points or all, one metric's or all, and at most
+    ``limit`` rows (None: all)."""
+
+    device: str | None = None
+    metric: str | None = None
+    limit: int | None = None
+
+
 def export(
-    cursor: Cursor, root: Path, tenant: int, window: tuple[int, int], device: str | None
+    cursor: Cursor, root: Path, tenant: int, window: tuple[int, int], chosen: Chosen
 ) -> pa.Table:
-    """A tenant's points in [start, end) (of one device, if given) as an Arrow table sorted by
-    device, metric and time; quality and kind as names, ``ts`` in UTC."""
+    """A tenant's points in [start, end) (of one device and metric, if given) as an Arrow
+    table sorted by device, metric and time; quality and kind as names, ``ts`` in UTC."""
     start, end = window
-    chosen = "SELECT id FROM series WHERE tenant = $tenant" + (
-        " AND device = $device" if device is not None else ""
-    )
-    where = f"series IN ({chosen}) AND ts >= make_timestamp($start) AND ts < make_timestamp($end)"
-    source = _points(root, _sealed_paths(cursor, tenant, start, end), where)
     parameters: dict[str, Any] = {"tenant": tenant, "start": start, "end": end}
-    if device is not None:
-        parameters["device"] = device
+    series = "SELECT id FROM series WHERE tenant = $tenant"
+    if chosen.device is not None:
+        series += " AND device = $device"
+        parameters["device"] = chosen.device
+    if chosen.metric is not None:
+        series += " AND metric = $metric"
+        parameters["metric"] = chosen.metric
+    where = f"series IN ({series}) AND ts >= make_timestamp($start) AND ts < make_timestamp($end)"
+    source = _points(root, _sealed_paths(cursor, tenant, start, end), where)
+    limit = f"LIMIT {int(chosen.limit)}" if chosen.limit is not None else ""
     table: pa.Table = cursor.sql(
         f"""SELECT s.device, s.metric, p.ts,
                    {_QUALITY_NAMES}[p.quality + 1] AS quality, {_KIND_NAMES}[p.kind + 1] AS kind,
                    p.v_num, p.v_int, p.v_text, p.v_blob, p.v_nums, p.v_ints, p.v_texts
             FROM ({source}) p JOIN series s ON s.id = p.series
-            ORDER BY s.device, s.metric, p.ts""",
+            ORDER BY s.device, s.metric, p.ts {limit}""",
         params=parameters,
     ).to_arrow_table()
     index = table.schema.get_field_index("ts")

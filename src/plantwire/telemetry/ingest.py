@@ -201,6 +201,8 @@ class Ingest:
         self.options = options or IngestOptions()
         self.clock = clock
         self.ready = asyncio.Event()  # set once the streams and the consumer exist
+        self.stopped = asyncio.Event()  # set when run() has returned
+        self.js: JetStreamContext | None = None  # while running: for readers of the streams
 
     async def connect(self) -> NatsClient:
         return await nats.connect(
@@ -265,13 +267,32 @@ class Ingest:
         return await js.pull_subscribe_bind(CONSUMER, TELEMETRY_STREAM)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Ingest until ``stop`` is set. A broker that cannot be reached (or is lost for
+        good) is tried again with backoff, logged, never fatal to the platform."""
+        attempt = 0
+        try:
+            while not stop.is_set():
+                try:
+                    await self._run(stop)
+                    attempt = 0
+                except (NatsError, OSError) as error:
+                    delays = self.options.retry_seconds
+                    delay = delays[min(attempt, len(delays) - 1)]
+                    _log.warning("ingest.broker_unreachable", error=str(error), retry_in=delay)
+                    attempt += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            self.stopped.set()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         """Fetch, apply and ack batches until ``stop`` is set. The store's append of one
         batch overlaps the fetch and decoding of the next; appends stay in stream order.
         A broker that goes away is reconnected to (nats-py does that)."""
         client = await self.connect()
         committing: asyncio.Task[bool] | None = None
         try:
-            js = client.jetstream()
+            js = self.js = client.jetstream()
             await self.ensure_streams(js)
             applied = await asyncio.to_thread(self.store.checkpoint, CHECKPOINT)
             subscription = await self.open_consumer(js, applied + 1)
@@ -306,9 +327,12 @@ class Ingest:
                     subscription = await self.open_consumer(js, prepared.resume)
                     expected = prepared.resume
         finally:
-            if committing is not None:
-                await committing  # an append in flight finishes (or gives up on stop)
-            await client.close()  # every batch in hand was acked or is left to come back
+            try:
+                if committing is not None:
+                    await committing  # an append in flight finishes (or gives up on stop)
+            finally:
+                self.js = None
+                await client.close()  # every batch in hand was acked or is left to come back
 
     async def prepare(self, js: JetStreamContext, batch: list[Msg], expected: int) -> Prepared:
         """Decode the run of messages that continues from sequence ``expected`` without a

@@ -31,6 +31,8 @@ from plantwire.platform import Platform, platform_of
 from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
 from plantwire.telemetry.broker import broker_endpoint
+from plantwire.telemetry.command_routes import router as commands_router
+from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.deadletter_routes import router as dead_letters_router
 from plantwire.telemetry.devices import RegistryDevices, broker_follower
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
@@ -70,6 +72,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         platform.broker.endpoint if platform.broker is not None else broker_endpoint(settings)
     )
     ingest_metrics = IngestMetrics(platform.metrics)
+    platform.commands = CommandWatch(platform.sessions)
     stop_ingest = asyncio.Event()
 
     @asynccontextmanager
@@ -89,6 +92,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         platform.store,
                         RegistryDevices(platform.sessions),
                         ingest_metrics,
+                        watch=platform.commands,
                     )
                     background.start_soon(platform.ingest.run, stop_ingest)
                 try:
@@ -127,6 +131,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(ids_router)
     app.include_router(devices_router)
     app.include_router(dead_letters_router)
+    app.include_router(commands_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     if platform.store is None:

@@ -19,6 +19,7 @@ from plantwire.security.ratelimit import LoginLimiter
 if TYPE_CHECKING:
     from plantwire.ids.server import RunningNode
     from plantwire.telemetry.broker import BundledBroker
+    from plantwire.telemetry.commands import CommandWatch
     from plantwire.telemetry.ingest import Ingest
     from plantwire.telemetry.store import TimeSeriesStore
 
@@ -46,6 +47,8 @@ class Platform:
     # durable ingest from the broker into the store, run by the app's lifespan when both
     # exist (the bundled broker, or broker_url)
     ingest: Ingest | None = None
+    # commands sent to devices, waiting for ingest to read their value back
+    commands: CommandWatch | None = None
 
 
 def platform_of(request: Request) -> Platform:

@@ -207,7 +207,7 @@ async def test_a_crash_between_commit_and_ack_writes_nothing_twice(
     publish(accounts, TENANT_A, PRESS, *(json.dumps({"t": n}).encode() for n in range(5)))
     subscription = await ingest.open_consumer(js, 1)
     batch = await subscription.fetch(5, timeout=5)
-    points, letters = await ingest._decode(batch)
+    points, letters, _ = await ingest._decode(batch)
     assert not letters
     assert await ingest._store(points, batch[-1].metadata.sequence.stream, asyncio.Event())
     await client.close()  # "crashed": stored and committed, never acked

@@ -5,45 +5,21 @@ rotated and deleted credentials stop working at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 from fastapi.testclient import TestClient
 
 from plantwire.app import create_app
 from plantwire.config import Settings
-from plantwire.lifecycle import build_platform, initialise
+from plantwire.lifecycle import build_platform
 from plantwire.telemetry.accounts import telemetry_subject
 from plantwire.telemetry.broker import BundledBroker
-from tests.conftest import ADMIN_PASSWORD, Seed, seed_platform
+from tests.conftest import Seed, seed_platform
 from tests.security.helpers import platform_of
-from tests.telemetry.conftest import broker_settings, mqtt_device
+from tests.telemetry.conftest import mqtt_device
 from tests.telemetry.test_broker import REFUSED, platform, subscribe
 
 DEVICES = "/api/v1/devices"
-
-
-@pytest.fixture
-def platform_settings(tmp_path: Path) -> Settings:
-    settings = broker_settings(tmp_path / "data")
-    initialise(settings, ADMIN_PASSWORD)
-    return settings
-
-
-@pytest.fixture
-def with_broker(platform_settings: Settings) -> Iterator[tuple[TestClient, Seed, BundledBroker]]:
-    """The platform app with a started bundled broker, as ``plantwire up`` wires them."""
-    built = build_platform(platform_settings)
-    broker = BundledBroker.from_settings(platform_settings)
-    broker.start()
-    built.broker = broker  # the app's shutdown stops it
-    try:
-        app = create_app(platform_settings, built)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield client, seed_platform(client), broker
-    finally:
-        broker.stop()
 
 
 async def test_registry_devices_connect_and_lose_access_when_changed(

@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import nats
@@ -42,6 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from plantwire.telemetry.accounts import TELEMETRY_PREFIX
 from plantwire.telemetry.broker import BrokerEndpoint
+from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.payloads import PayloadError, decode_json
 from plantwire.telemetry.store import (
     PointBatch,
@@ -178,6 +180,7 @@ class Prepared:
     run: list[Msg]
     points: PointBatch
     resume: int | None
+    reports: list[tuple[tuple[str, str, str], object]] = field(default_factory=list)
 
 
 class Ingest:
@@ -192,6 +195,7 @@ class Ingest:
         metrics: IngestMetrics,
         options: IngestOptions | None = None,
         *,
+        watch: CommandWatch | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
@@ -203,6 +207,8 @@ class Ingest:
         self.ready = asyncio.Event()  # set once the streams and the consumer exist
         self.stopped = asyncio.Event()  # set when run() has returned
         self.js: JetStreamContext | None = None  # while running: for readers of the streams
+        self.client: NatsClient | None = None  # while running: for publishers (commands)
+        self.watch = watch
 
     async def connect(self) -> NatsClient:
         return await nats.connect(
@@ -289,7 +295,7 @@ class Ingest:
         """Fetch, apply and ack batches until ``stop`` is set. The store's append of one
         batch overlaps the fetch and decoding of the next; appends stay in stream order.
         A broker that goes away is reconnected to (nats-py does that)."""
-        client = await self.connect()
+        client = self.client = await self.connect()
         committing: asyncio.Task[bool] | None = None
         try:
             js = self.js = client.jetstream()
@@ -331,7 +337,7 @@ class Ingest:
                 if committing is not None:
                     await committing  # an append in flight finishes (or gives up on stop)
             finally:
-                self.js = None
+                self.js = self.client = None
                 await client.close()  # every batch in hand was acked or is left to come back
 
     async def prepare(self, js: JetStreamContext, batch: list[Msg], expected: int) -> Prepared:
@@ -352,11 +358,11 @@ class Ingest:
             if _sequence(message) != _sequence(run[-1]) + 1:
                 break
             run.append(message)
-        points, letters = await self._decode(run)
+        points, letters, reports = await self._decode(run)
         for subject, message, reason, detail in letters:
             await self._letter(js, subject, message, reason, detail)
         resume = _sequence(run[-1]) + 1 if len(run) < len(fresh) else None
-        return Prepared(run, points, resume)
+        return Prepared(run, points, resume, reports)
 
     async def commit(self, prepared: Prepared, stop: asyncio.Event) -> bool:
         """Store the run's points with its last sequence, then ack it. False: stopped while
@@ -366,6 +372,8 @@ class Ingest:
             return False
         self.metrics.messages.inc(len(prepared.run))
         self.metrics.points.inc(len(prepared.points))
+        if prepared.reports and self.watch is not None:  # read-backs of commands sent
+            await asyncio.to_thread(self.watch.seen, prepared.reports, datetime.now(UTC))
         try:
             await prepared.run[-1].ack()  # AckPolicy.ALL: everything delivered up to it
         except NatsError as error:  # stored already: a redelivery will be skipped
@@ -387,13 +395,17 @@ class Ingest:
 
     async def _decode(
         self, messages: list[Msg]
-    ) -> tuple[PointBatch, list[tuple[str, Msg, str, str]]]:
+    ) -> tuple[
+        PointBatch, list[tuple[str, Msg, str, str]], list[tuple[tuple[str, str, str], object]]
+    ]:
         keys = {parse_telemetry_subject(m.subject) for m in messages}
         declared = await asyncio.to_thread(
             self.devices.declared, [key for key in keys if key is not None]
         )
         points = PointBatch()
         letters: list[tuple[str, Msg, str, str]] = []
+        reports: list[tuple[tuple[str, str, str], object]] = []
+        watch = self.watch if self.watch is not None and self.watch.watching else None
         for message in messages:
             key = parse_telemetry_subject(message.subject)
             if key is None:  # the stream's subjects admit nothing else; kept, not lost
@@ -414,7 +426,9 @@ class Ingest:
                 continue
             for metric, ms, value in decoded:
                 points.add(tenant_id, device_id, metric, ms * 1000, value)
-        return points, letters
+                if watch is not None and watch.watches((tenant_id, device_id, metric)):
+                    reports.append(((tenant_id, device_id, metric), value))
+        return points, letters, reports
 
     async def _letter(
         self, js: JetStreamContext, subject: str, message: Msg, reason: str, detail: str

@@ -21,6 +21,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ from schemathesis.errors import FailureGroup
 
 from plantwire.app import OPENAPI_URL, create_app
 from plantwire.lifecycle import initialise
+from plantwire.telemetry.tables import DeviceCommand
 from tests.conftest import ADMIN_PASSWORD, PASSWORD, ROLES, login, make_settings, seed_platform
+from tests.security.helpers import platform_of
 
 ANONYMOUS = "anonymous"
 FUZZ_ROLES = (ANONYMOUS, "platform-admin", *ROLES)  # the tenant roles act in tenant "a"
@@ -107,6 +110,7 @@ def _register_seed_hooks(
     user_ids: list[str],
     token_ids: list[str],
     device_ids: list[str],
+    command_ids: list[str],
     logins: list[dict[str, str]],
 ) -> None:
     """Make generated data name seeded resources about half of the time."""
@@ -116,6 +120,7 @@ def _register_seed_hooks(
         "token_id": token_ids,
         "prefix": SEEDED_PREFIXES,
         "device_id": device_ids,
+        "command_id": command_ids,
     }
 
     def flatmap_path_parameters(
@@ -168,6 +173,20 @@ def _register_seed_hooks(
         schema.hook(hook)
 
 
+def _seed_command(client: TestClient, device_id: str) -> str:
+    """A command as the command route records it (sending one needs a broker)."""
+    now = datetime.now(UTC)
+    with platform_of(client).sessions() as session, session.begin():
+        command = DeviceCommand(
+            device_id=device_id, metric="setpoint", value=1.0, status="sent", sent_at=now,
+            deadline=now,
+        )  # fmt: skip
+        session.add(command)
+        session.flush()
+        command_id: str = command.id
+    return command_id
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """Tenants "a" and "b" with a user of every role, an empty spare tenant, and for each
@@ -194,6 +213,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             )
             assert made.status_code == 201, made.text
             device_ids.append(made.json()["id"])
+        command_ids = [_seed_command(client, device_id) for device_id in device_ids]
         fuzzers = {"platform-admin": seed.admin} | {
             role: seed.tenants["a"].headers[role] for role in ROLES
         }
@@ -217,7 +237,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         {"username": f"{key}-{role}", "password": PASSWORD} for key in "ab" for role in ROLES
     ]
     schema = schemathesis.openapi.from_dict(document.json())
-    _register_seed_hooks(schema, tenant_ids, user_ids, token_ids, device_ids, logins)
+    _register_seed_hooks(schema, tenant_ids, user_ids, token_ids, device_ids, command_ids, logins)
     operations = tuple(operation for path in schema.values() for operation in path.values())
     return Template(data_dir=config.data_dir, operations=operations, headers=headers)
 
@@ -298,6 +318,11 @@ def test_responses_conform_to_the_document(template: Template, role: str, tmp_pa
     assert not run.failures, f"{len(run.failures)} distinct failures as {role}:\n\n{report}"
 
 
+#: Operations that can only succeed with a broker, which the fuzzed platform has not: they
+#: answer 409 here (fuzzed all the same), and succeed in tests/telemetry/test_commands.py.
+NEEDS_A_BROKER = {"POST /api/v1/devices/{device_id}/commands"}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # alone, it fuzzes every role itself
 def test_every_operation_answers_2xx_for_some_role(template: Template, tmp_path: Path) -> None:
@@ -309,7 +334,7 @@ def test_every_operation_answers_2xx_for_some_role(template: Template, tmp_path:
     never = {
         label: sorted(codes)
         for label, codes in seen.items()
-        if not any(200 <= code < 300 for code in codes)
+        if not any(200 <= code < 300 for code in codes) and label not in NEEDS_A_BROKER
     }
     assert not never, f"operations that never answered 2xx (the statuses they gave): {never}"
 

@@ -3,6 +3,7 @@ This module and cli.py are the only places that wire pillars together."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,7 +33,12 @@ from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
 from plantwire.telemetry.api import router as telemetry_router
 from plantwire.telemetry.backup_requests import serve_backup_requests
-from plantwire.telemetry.devices import broker_follower
+from plantwire.telemetry.broker import broker_endpoint
+from plantwire.telemetry.command_routes import router as commands_router
+from plantwire.telemetry.commands import CommandWatch
+from plantwire.telemetry.deadletter_routes import router as dead_letters_router
+from plantwire.telemetry.devices import RegistryDevices, broker_follower
+from plantwire.telemetry.ingest import Ingest, IngestMetrics
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.store import StoreError
 from plantwire.telemetry.upkeep import UpkeepMetrics, maintain_periodically
@@ -65,6 +71,12 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         follow()
 
     upkeep_metrics = UpkeepMetrics(platform.metrics)
+    endpoint = (
+        platform.broker.endpoint if platform.broker is not None else broker_endpoint(settings)
+    )
+    ingest_metrics = IngestMetrics(platform.metrics)
+    platform.commands = CommandWatch(platform.sessions)
+    stop_ingest = asyncio.Event()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -80,9 +92,22 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                     background.start_soon(
                         serve_backup_requests, platform.store, settings.data_dir / TELEMETRY_DIR
                     )
+                if platform.store is not None and endpoint is not None:
+                    platform.ingest = Ingest(
+                        endpoint,
+                        platform.store,
+                        RegistryDevices(platform.sessions),
+                        ingest_metrics,
+                        watch=platform.commands,
+                    )
+                    background.start_soon(platform.ingest.run, stop_ingest)
                 try:
                     yield
                 finally:
+                    stop_ingest.set()
+                    if platform.ingest is not None:  # it finishes the batch in hand
+                        with anyio.move_on_after(30):
+                            await platform.ingest.stopped.wait()
                     background.cancel_scope.cancel()  # waits for a run in progress
         finally:
             if platform.store is not None:
@@ -112,6 +137,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(ids_router)
     app.include_router(devices_router)
     app.include_router(telemetry_router)
+    app.include_router(dead_letters_router)
+    app.include_router(commands_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     if platform.store is None:
@@ -177,6 +204,8 @@ def _add_service_routes(app: FastAPI) -> None:
         except (SQLAlchemyError, OSError, TimeoutError) as error:
             checks["database"] = f"unreachable: {type(error).__name__}"
         checks["telemetry_store"] = await _store_check(platform)
+        if platform.ingest is not None:  # ingest from a broker is configured
+            checks["broker"] = "ok" if platform.ingest.js is not None else "unreachable"
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "checks": checks},

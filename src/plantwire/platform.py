@@ -19,6 +19,8 @@ from plantwire.security.ratelimit import LoginLimiter
 if TYPE_CHECKING:
     from plantwire.ids.server import RunningNode
     from plantwire.telemetry.broker import BundledBroker
+    from plantwire.telemetry.commands import CommandWatch
+    from plantwire.telemetry.ingest import Ingest
     from plantwire.telemetry.store import TimeSeriesStore
 
 __all__ = ["Platform", "get_platform", "platform_of"]
@@ -42,6 +44,11 @@ class Platform:
     # the time-series store (DuckDB allows one writing process: this one), opened by
     # app.create_app and closed by the app's shutdown
     store: TimeSeriesStore | None = None
+    # durable ingest from the broker into the store, run by the app's lifespan when both
+    # exist (the bundled broker, or broker_url)
+    ingest: Ingest | None = None
+    # commands sent to devices, waiting for ingest to read their value back
+    commands: CommandWatch | None = None
 
 
 def platform_of(request: Request) -> Platform:

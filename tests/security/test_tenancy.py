@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from plantwire.security.tables import ApiToken, User
+from plantwire.telemetry.tables import DeviceCommand
 from tests.conftest import PASSWORD, Seed
 from tests.security.helpers import (
     PROBLEM_JSON,
@@ -70,6 +71,29 @@ def _b_device(client: TestClient, seed: Seed) -> str:
     return device_id
 
 
+def _b_command(client: TestClient, seed: Seed) -> str:
+    # Sending needs a broker; the tenancy suite runs without one, so B's command is
+    # written to the registry directly, as the command route would record it.
+    body = {"name": "b-commanded", "metrics": [{"name": "setpoint", "writable": True}]}
+    made = client.post("/api/v1/devices", json=body, headers=seed.tenants["b"].headers["engineer"])
+    assert made.status_code == 201, made.text
+    device_id = made.json()["id"]
+    now = datetime.now(UTC)
+    with platform_of(client).sessions() as session, session.begin():
+        command = DeviceCommand(
+            device_id=device_id,
+            metric="setpoint",
+            value=1.0,
+            status="sent",
+            sent_at=now,
+            deadline=now,
+        )
+        session.add(command)
+        session.flush()
+        command_id: str = command.id
+    return command_id
+
+
 #: Path parameter name -> a factory making (or finding) a tenant-B resource of that kind.
 B_RESOURCES: dict[str, Callable[[TestClient, Seed], str]] = {
     "tenant_id": _b_tenant,
@@ -77,6 +101,7 @@ B_RESOURCES: dict[str, Callable[[TestClient, Seed], str]] = {
     "token_id": _b_token,
     "prefix": _b_prefix,
     "device_id": _b_device,
+    "command_id": _b_command,
 }
 
 #: Request body field naming a resource -> tenant B's value for it. Every id-like body field

@@ -16,15 +16,18 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from plantwire.app import create_app
 from plantwire.config import Settings
+from plantwire.lifecycle import build_platform, initialise
 from plantwire.telemetry.accounts import Device, TenantAccount, hash_device_password
 from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.store import DuckDBStore, PointBatch
 from plantwire.telemetry.store.model import to_micros
-from tests.conftest import free_ports, make_settings
+from tests.conftest import ADMIN_PASSWORD, Seed, free_ports, make_settings, seed_platform
 
 DEVICE_PASSWORD = "device-password-for-tests"
 TENANT_A = "7d1f3c2e-0a4b-4c5d-9e8f-a1b2c3d4e5f6"
@@ -189,3 +192,28 @@ def seconds_of(tenant: str, device: str, metric: str, start: datetime, count: in
 def store(tmp_path: Path) -> Iterator[DuckDBStore]:
     with DuckDBStore(tmp_path / "telemetry") as opened:
         yield opened
+
+
+# --- the platform with its bundled broker ----------------------------------------------------
+
+
+@pytest.fixture
+def platform_settings(tmp_path: Path) -> Settings:
+    settings = broker_settings(tmp_path / "data")
+    initialise(settings, ADMIN_PASSWORD)
+    return settings
+
+
+@pytest.fixture
+def with_broker(platform_settings: Settings) -> Iterator[tuple[TestClient, Seed, BundledBroker]]:
+    """The platform app with a started bundled broker, as ``plantwire up`` wires them."""
+    built = build_platform(platform_settings)
+    broker = BundledBroker.from_settings(platform_settings)
+    broker.start()
+    built.broker = broker  # the app's shutdown stops it
+    try:
+        app = create_app(platform_settings, built)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client, seed_platform(client), broker
+    finally:
+        broker.stop()

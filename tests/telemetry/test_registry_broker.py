@@ -4,44 +4,22 @@ rotated and deleted credentials stop working at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import asyncio
+from collections.abc import Callable
 
-import pytest
 from fastapi.testclient import TestClient
 
 from plantwire.app import create_app
 from plantwire.config import Settings
-from plantwire.lifecycle import build_platform, initialise
+from plantwire.lifecycle import build_platform
 from plantwire.telemetry.accounts import telemetry_subject
 from plantwire.telemetry.broker import BundledBroker
-from tests.conftest import ADMIN_PASSWORD, Seed, seed_platform
-from tests.telemetry.conftest import broker_settings, mqtt_device
+from tests.conftest import Seed, seed_platform
+from tests.security.helpers import platform_of
+from tests.telemetry.conftest import mqtt_device
 from tests.telemetry.test_broker import REFUSED, platform, subscribe
 
 DEVICES = "/api/v1/devices"
-
-
-@pytest.fixture
-def platform_settings(tmp_path: Path) -> Settings:
-    settings = broker_settings(tmp_path / "data")
-    initialise(settings, ADMIN_PASSWORD)
-    return settings
-
-
-@pytest.fixture
-def with_broker(platform_settings: Settings) -> Iterator[tuple[TestClient, Seed, BundledBroker]]:
-    """The platform app with a started bundled broker, as ``plantwire up`` wires them."""
-    built = build_platform(platform_settings)
-    broker = BundledBroker.from_settings(platform_settings)
-    broker.start()
-    built.broker = broker  # the app's shutdown stops it
-    try:
-        app = create_app(platform_settings, built)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield client, seed_platform(client), broker
-    finally:
-        broker.stop()
 
 
 async def test_registry_devices_connect_and_lose_access_when_changed(
@@ -102,3 +80,50 @@ def test_a_restarted_platform_admits_the_registrys_devices(platform_settings: Se
             assert oven.connack == "Success"
     finally:
         restarted.broker.stop()
+
+
+async def test_the_platform_ingests_what_its_devices_publish(
+    with_broker: tuple[TestClient, Seed, BundledBroker],
+) -> None:
+    """Device created through the API → MQTT → broker → ingest → store, with bad messages
+    readable as the device's dead letters, and readiness reporting the broker."""
+    client, seed, broker = with_broker
+    headers = seed.tenants["a"].headers["engineer"]
+    body = {"name": "press-1", "metrics": [{"name": "t", "data_type": "float"}]}
+    device = client.post(DEVICES, json=body, headers=headers).json()
+    platform = platform_of(client)
+    assert platform.ingest is not None
+    await eventually(lambda: platform.ingest is not None and platform.ingest.js is not None)
+    ready = client.get("/readyz").json()
+    assert ready["checks"]["broker"] == "ok", ready
+    credentials = device["mqtt"]
+    with mqtt_device(broker, credentials["username"], credentials["password"]) as press:
+        assert press.connack == "Success"
+        for payload in (b'{"ts": 1764496800000, "values": {"t": 20.5}}', b'{"t": "hot"}', b"{"):
+            press.publish(device["topics"]["telemetry"], payload)
+    store = platform.store
+    assert store is not None
+    tenant_id = seed.tenants["a"].id
+
+    def stored() -> list[object]:
+        assert store is not None
+        page = store.raw(tenant_id, device["id"], "t", 0, 2**62, limit=10)
+        return [point.value for point in page.points]
+
+    await eventually(lambda: stored() == [20.5])
+    path = f"{DEVICES}/{device['id']}/dead-letters"
+    await eventually(lambda: client.get(path, headers=headers).json().get("count") == 2)
+    letters = client.get(path, headers=headers).json()
+    assert [(item["reason"], item["payload"]) for item in letters["items"]] == [
+        ("type", '{"t": "hot"}'),
+        ("json", "{"),
+    ]
+    other = seed.tenants["b"].headers["tenant-admin"]
+    assert client.get(path, headers=other).status_code == 404
+
+
+async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)

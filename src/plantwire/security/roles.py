@@ -62,6 +62,7 @@ class Permission(enum.StrEnum):
     HANDLE_ADMIN = "handle:admin"  # administer the tenant's handles through the Handle API
     DEVICE_READ = "device:read"  # see the tenant's devices, their metric metadata and telemetry
     DEVICE_WRITE = "device:write"  # create, change and delete devices; rotate their secrets
+    DEVICE_OPERATE = "device:operate"  # send commands to devices (writable metrics)
 
 
 _P = Permission
@@ -69,7 +70,7 @@ _ALL = frozenset(Permission)
 _TENANT_ADMIN = frozenset(
     {_P.TENANT_READ, _P.TENANT_UPDATE, _P.USER_READ, _P.USER_WRITE}
     | {_P.TOKEN_OWN, _P.TOKEN_ADMIN, _P.AUDIT_READ, _P.PREFIX_READ, _P.HANDLE_ADMIN}
-    | {_P.DEVICE_READ, _P.DEVICE_WRITE}
+    | {_P.DEVICE_READ, _P.DEVICE_WRITE, _P.DEVICE_OPERATE}
 )
 _MEMBER = frozenset({_P.TENANT_READ, _P.TOKEN_OWN, _P.PREFIX_READ, _P.DEVICE_READ})
 
@@ -77,7 +78,7 @@ _MEMBER = frozenset({_P.TENANT_READ, _P.TOKEN_OWN, _P.PREFIX_READ, _P.DEVICE_REA
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.PLATFORM_ADMIN: _ALL,
     Role.TENANT_ADMIN: _TENANT_ADMIN,
-    Role.ENGINEER: _MEMBER | {_P.USER_READ, _P.DEVICE_WRITE},
-    Role.OPERATOR: _MEMBER,
+    Role.ENGINEER: _MEMBER | {_P.USER_READ, _P.DEVICE_WRITE, _P.DEVICE_OPERATE},
+    Role.OPERATOR: _MEMBER | {_P.DEVICE_OPERATE},
     Role.VIEWER: _MEMBER,
 }

@@ -7,12 +7,13 @@ import base64
 import hashlib
 import secrets
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from plantwire.security.tables import Tenant, name_key
 from plantwire.telemetry import accounts
@@ -23,6 +24,7 @@ from plantwire.telemetry.tables import Device, DeviceMetric
 
 __all__ = [
     "MqttSecret",
+    "RegistryDevices",
     "broker_accounts",
     "broker_follower",
     "device_out",
@@ -96,6 +98,57 @@ def broker_follower(sessions: sessionmaker[Session], broker: BundledBroker) -> C
                 _log.error("broker.out_of_step", error=str(error), tenants=len(tenants))
 
     return follow
+
+
+class RegistryDevices:
+    """Ingest's view of the registry (``ingest.DeviceDirectory``): the declared metric types
+    of each device, or None for a device that does not exist. Answers are kept for
+    ``ttl_seconds``, so a busy device costs one registry read per that time, and a change
+    of its metadata or its deletion is seen within it."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        ttl_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._kept: dict[tuple[str, str], tuple[float, Mapping[str, str] | None]] = {}
+
+    def declared(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], Mapping[str, str] | None]:
+        now = self._clock()
+        found: dict[tuple[str, str], Mapping[str, str] | None] = {}
+        missing: list[tuple[str, str]] = []
+        for key in keys:
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] > now:
+                found[key] = kept[1]
+            else:
+                missing.append(key)
+        if missing:
+            if len(self._kept) > _KEPT_DEVICES:
+                self._kept.clear()
+            query = (
+                select(Device)
+                .where(Device.id.in_({device_id for _, device_id in missing}))
+                .options(selectinload(Device.metrics))
+            )
+            with self._sessions() as session:
+                devices = {
+                    (device.tenant_id, device.id): {m.name: m.data_type for m in device.metrics}
+                    for device in session.scalars(query)
+                }
+            for key in missing:
+                found[key] = devices.get(key)
+                self._kept[key] = (now + self._ttl, found[key])
+        return found
+
+
+_KEPT_DEVICES = 100_000
 
 
 def search_key(text: str) -> str:

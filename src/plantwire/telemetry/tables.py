@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from plantwire.db import Base
 from plantwire.security.tables import UTCDateTime, new_id, utcnow
 
-__all__ = ["Device", "DeviceMetric"]
+__all__ = ["Device", "DeviceCommand", "DeviceMetric"]
 
 
 class Device(Base):
@@ -63,3 +63,23 @@ class DeviceMetric(Base):
     data_type: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(String(500), default="")
     writable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DeviceCommand(Base):
+    """A write sent to a device's metric, and its outcome: ``sent``, then ``confirmed`` once
+    the device reports the metric at the commanded value (the read-back), or ``failed``
+    when it could not be sent. A command still ``sent`` after its deadline is reported
+    as ``unconfirmed``."""
+
+    __tablename__ = "device_commands"
+    __table_args__ = (Index("ix_device_commands_device_sent", "device_id", "sent_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(200))
+    value: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(36))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

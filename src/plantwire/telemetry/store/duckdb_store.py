@@ -181,7 +181,10 @@ class DuckDBStore:
                     raise StaleCheckpointError(name, seq, committed)
             new_tenants, new_series, ids = self._number(batch.keys)
             table = batch.to_arrow(ids)
-            self._write(table, new_tenants, new_series, checkpoint)
+            try:
+                self._write(table, new_tenants, new_series, checkpoint)
+            except duckdb.Error as error:  # a full disk, an I/O error: rolled back
+                raise StoreError(f"the append failed and was rolled back: {error}") from error
             for tenant_id, tenant_name in new_tenants:
                 self._tenants[tenant_name] = tenant_id
             names = {number: name for name, number in self._tenants.items()}

@@ -1,0 +1,293 @@
+"""Benchmark: telemetry ingest end to end — MQTT → bundled broker → TELEMETRY stream →
+ingest → DuckDB store — in points stored per second.
+
+Publishers (``--publishers`` processes, one MQTT connection each, QoS 1 with up to
+``--inflight`` messages unacknowledged) replay pre-encoded JSON messages of 20 values each,
+so that the platform, not the load generator, is measured. Ingest runs in a process of its
+own, as in the platform. The figure is the points stored divided by the time from the first
+publish until ingest has applied the last accepted message. Printed beside it, as the
+baseline measured in the same run: DuckDB appending the same number of points from Arrow
+tables into a plain table (the store's raw write speed). Also printed: messages the
+publishers had acknowledged, messages the stream accepted, points stored — the broker may
+drop under overload, and it must show.
+
+Run: ``.venv/bin/python bench/ingest.py [--messages N] [--publishers N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
+PASSWORD = "bench-device-password"
+VALUES = 20
+
+
+def _device(n: int) -> str:
+    return f"meter-{n}"
+
+
+# --- the processes ---------------------------------------------------------------------------
+
+
+def run_ingest(config: dict[str, Any]) -> None:
+    """Child: ingest from the broker into the store until SIGTERM."""
+    import signal
+    from collections.abc import Iterable, Mapping
+
+    from prometheus_client import CollectorRegistry
+
+    from plantwire.observability import configure_logging
+    from plantwire.telemetry.broker import BrokerEndpoint
+    from plantwire.telemetry.ingest import Ingest, IngestMetrics
+    from plantwire.telemetry.store import DuckDBStore
+
+    class Everyone:
+        def declared(
+            self, keys: Iterable[tuple[str, str]]
+        ) -> dict[tuple[str, str], Mapping[str, str] | None]:
+            return {key: {} for key in keys}
+
+    async def main() -> None:
+        configure_logging("console", "warning")
+        store = DuckDBStore(Path(config["store"]))
+        ingest = Ingest(
+            BrokerEndpoint(**config["endpoint"]),
+            store,
+            Everyone(),
+            IngestMetrics(CollectorRegistry()),
+        )
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        task = asyncio.create_task(ingest.run(stop))
+        await ingest.ready.wait()
+        print("ready", flush=True)
+        await task
+        store.close()
+
+    asyncio.run(main())
+
+
+def run_publisher(config: dict[str, Any], index: int) -> None:
+    """Child: one device publishing its share of pre-encoded messages at QoS 1."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from plantwire.telemetry.accounts import device_username, telemetry_topic
+
+    device = _device(index)
+    count = config["messages"] // config["publishers"]
+    base = 1_764_000_000_000
+    payloads = [
+        json.dumps(
+            {"ts": base + n, "values": {f"m{k}": n * 0.5 + k for k in range(VALUES)}}
+        ).encode()
+        for n in range(count)
+    ]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv311)
+    client.username_pw_set(device_username(TENANT, device), PASSWORD)
+    client.max_inflight_messages_set(config["inflight"])
+    client.max_queued_messages_set(0)
+    acked = 0
+    done = threading.Event()
+
+    def on_publish(*_: Any) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == count:
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", config["mqtt_port"], keepalive=60)
+    client.loop_start()
+    topic = telemetry_topic(device)
+    for payload in payloads:
+        client.publish(topic, payload, qos=1)
+    done.wait(600)
+    client.disconnect()
+    client.loop_stop()
+    print(acked, flush=True)
+
+
+# --- the measurement -------------------------------------------------------------------------
+
+
+def baseline(points: int) -> float:
+    """Points/s DuckDB appends from Arrow tables of 20,000 points into a plain table."""
+    import duckdb
+    import pyarrow as pa
+
+    rows = 20_000
+    table = pa.table(
+        {
+            "series": pa.array([n % 100 for n in range(rows)], pa.int32()),
+            "ts": pa.array(range(rows), pa.int64()).cast(pa.timestamp("us")),
+            "v": pa.array([n * 0.5 for n in range(rows)], pa.float64()),
+        }
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        connection = duckdb.connect(str(Path(directory) / "baseline.duckdb"))
+        connection.execute("CREATE TABLE p (series INTEGER, ts TIMESTAMP, v DOUBLE)")
+        connection.register("incoming", table)
+        started = time.perf_counter()
+        for _ in range(max(1, points // rows)):
+            connection.begin()
+            connection.execute("INSERT INTO p SELECT * FROM incoming")
+            connection.commit()
+        elapsed = time.perf_counter() - started
+        connection.close()
+    return max(1, points // rows) * rows / elapsed
+
+
+async def stream_state(endpoint: dict[str, Any]) -> tuple[int, int, int]:
+    """(last sequence of the stream, messages in it, messages not yet applied)."""
+    import nats
+
+    from plantwire.telemetry.ingest import CONSUMER, TELEMETRY_STREAM
+
+    client = await nats.connect(
+        endpoint["url"], user=endpoint["user"], password=endpoint["password"]
+    )
+    try:
+        js = client.jetstream()
+        stream = await js.stream_info(TELEMETRY_STREAM)
+        consumer = await js.consumer_info(TELEMETRY_STREAM, CONSUMER)
+        waiting = int(consumer.num_pending or 0) + int(consumer.num_ack_pending or 0)
+        return stream.state.last_seq, stream.state.messages, waiting
+    finally:
+        await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--inflight", type=int, default=2000)
+    args = parser.parse_args()
+
+    from plantwire.config import load_settings
+    from plantwire.observability import configure_logging
+    from plantwire.telemetry.accounts import Device, TenantAccount, hash_device_password
+    from plantwire.telemetry.broker import BundledBroker
+    from plantwire.telemetry.store import DuckDBStore
+
+    configure_logging("console", "warning")
+    points = args.messages // args.publishers * args.publishers * VALUES
+    print(f"== baseline: DuckDB Arrow appends of {points:,} points", flush=True)
+    raw = baseline(points)
+    print(f"baseline: DuckDB Arrow append            {raw:12,.0f} points/s   1.00x", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="pw-bench-ingest-") as directory:
+        ports = _free_ports(3)
+        settings = load_settings(
+            Path(directory) / "data",
+            broker_nats_port=ports[0],
+            broker_monitor_port=ports[1],
+            broker_mqtt_port=ports[2],
+            log_level="warning",
+        )
+        secret = hash_device_password(PASSWORD, rounds=4)
+        devices = tuple(Device(_device(n), secret) for n in range(args.publishers))
+        broker = BundledBroker.from_settings(settings)
+        broker.start([TenantAccount(TENANT, devices)])
+        try:
+            endpoint = broker.endpoint
+            config: dict[str, Any] = {
+                "store": str(Path(directory) / "telemetry"),
+                "endpoint": {
+                    "url": endpoint.url,
+                    "user": endpoint.user,
+                    "password": endpoint.password,
+                },
+                "messages": args.messages,
+                "publishers": args.publishers,
+                "inflight": args.inflight,
+                "mqtt_port": settings.broker_mqtt_port,
+            }
+            config_file = Path(directory) / "bench.json"
+            config_file.write_text(json.dumps(config))
+            ingest = _child("ingest", config_file)
+            assert ingest.stdout is not None
+            assert ingest.stdout.readline().strip() == "ready"
+            started = time.perf_counter()
+            publishers = [_child("publish", config_file, str(n)) for n in range(args.publishers)]
+            acked = 0
+            for publisher in publishers:
+                out, _ = publisher.communicate(timeout=900)
+                acked += int(out.strip() or 0)
+            published = time.perf_counter() - started
+            while True:
+                last, in_stream, waiting = asyncio.run(stream_state(config["endpoint"]))
+                if not waiting:
+                    break
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            ingest.terminate()
+            ingest.communicate(timeout=60)
+        finally:
+            broker.stop()
+        with DuckDBStore(Path(config["store"])) as store:
+            applied = store.checkpoint("telemetry")
+            stored = sum(
+                len(store.latest(TENANT, _device(n))) for n in range(args.publishers)
+            )  # metrics per device: a sanity check that every device arrived
+            exported = store.export(TENANT, 0, 2**62)
+            stored_points = exported.num_rows
+    rate = stored_points / elapsed
+    print(
+        f"ingest end to end (JSON, {VALUES} values/msg)  {rate:12,.0f} points/s   "
+        f"{rate / raw:.2f}x   ({stored_points / VALUES / elapsed:,.0f} msg/s; publishing took "
+        f"{published:.1f} s, all applied after {elapsed:.1f} s)",
+        flush=True,
+    )
+    print(
+        f"   messages acked to MQTT publishers {acked:,}; accepted by the stream {in_stream:,} "
+        f"(last sequence {last:,}, applied {applied:,}); points stored {stored_points:,} "
+        f"of {acked * VALUES:,}; {stored} series seen",
+        flush=True,
+    )
+
+
+def _child(mode: str, config: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, mode, str(config), *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "ingest":
+        run_ingest(json.loads(Path(sys.argv[2]).read_text()))
+    elif len(sys.argv) > 3 and sys.argv[1] == "publish":
+        run_publisher(json.loads(Path(sys.argv[2]).read_text()), int(sys.argv[3]))
+    else:
+        main()

@@ -1,0 +1,488 @@
+"""Durable ingest: the telemetry JetStream stream → decode → time-series store → ack.
+
+A device's message is *accepted* once it is in the ``TELEMETRY`` stream (in the platform's
+NATS account, capturing what every tenant account exports). A durable pull consumer fetches
+it in batches; each batch is decoded, its refused messages are put in the ``DEADLETTER``
+stream with their reason, its points are appended to the store **in one transaction with the
+batch's last stream sequence** (the store's checkpoint), and only then is the batch acked.
+So a crash at any moment loses nothing (unacked messages are delivered again) and writes
+nothing twice (messages at or below the checkpoint are acked without being applied again).
+A flat payload is stamped with the time the stream stored it, so a redelivery decodes to
+the same points.
+
+The store failing stops the acks, not the process: the batch is retried with backoff and
+the messages wait in the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import nats
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from plantwire.telemetry.accounts import TELEMETRY_PREFIX
+from plantwire.telemetry.broker import BrokerEndpoint
+from plantwire.telemetry.commands import CommandWatch
+from plantwire.telemetry.payloads import PayloadError, decode_json
+from plantwire.telemetry.store import (
+    PointBatch,
+    StaleCheckpointError,
+    StoreError,
+    TimeSeriesStore,
+)
+
+__all__ = [
+    "CHECKPOINT",
+    "CONSUMER",
+    "DEAD_LETTER_STREAM",
+    "TELEMETRY_STREAM",
+    "DeviceDirectory",
+    "Ingest",
+    "IngestMetrics",
+    "IngestOptions",
+    "dead_letter_subject",
+    "parse_telemetry_subject",
+]
+
+TELEMETRY_STREAM = "TELEMETRY"
+DEAD_LETTER_STREAM = "DEADLETTER"
+CONSUMER = "ingest"
+CHECKPOINT = "telemetry"  # the store checkpoint this consumer commits with its data
+JSON_SUBJECTS = f"{TELEMETRY_PREFIX}.*.plantwire.v1.devices.*.telemetry"
+DEAD_LETTER_PREFIX = "deadletter"
+
+# Headers of a dead letter (the payload is the message as the device sent it).
+REASON = "Plantwire-Reason"
+DETAIL = "Plantwire-Detail"
+SOURCE_SEQUENCE = "Plantwire-Stream-Sequence"
+SOURCE_TIME = "Plantwire-Received-Ms"
+
+_log = structlog.get_logger("plantwire.ingest")
+
+
+def parse_telemetry_subject(subject: str) -> tuple[str, str] | None:
+    """(tenant id, device id) of ``tenant.<t>.plantwire.v1.devices.<d>.telemetry``; None for
+    any other subject. A ``.`` in a device id travels as ``//`` (nats-server's MQTT rule)."""
+    parts = subject.split(".")
+    if (
+        len(parts) != 7
+        or parts[0] != TELEMETRY_PREFIX
+        or parts[2:5] != ["plantwire", "v1", "devices"]
+        or parts[6] != "telemetry"
+    ):
+        return None
+    return parts[1], parts[5].replace("//", ".")
+
+
+def dead_letter_subject(tenant_id: str, device_id: str) -> str:
+    return f"{DEAD_LETTER_PREFIX}.{tenant_id}.{device_id.replace('.', '//')}"
+
+
+class DeviceDirectory(Protocol):
+    """What ingest needs to know of devices: for each (tenant, device) of a batch, the
+    declared data types of its metrics, or None for a device that does not exist."""
+
+    def declared(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> Mapping[tuple[str, str], Mapping[str, str] | None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    batch: int = 1000  # messages per fetch
+    fetch_seconds: float = 1.0  # how long a fetch waits for a full batch
+    ack_wait_seconds: float = 60.0  # unacked messages come back after this
+    stream_max_age_seconds: float = 7 * 24 * 3600
+    stream_max_bytes: int = 10 * 1024**3
+    dead_letter_max_age_seconds: float = 30 * 24 * 3600
+    dead_letter_max_bytes: int = 1024**3
+    retry_seconds: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # store failures
+
+
+class IngestMetrics:
+    """Prometheus metrics of ingest, in the platform's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages = Counter(
+            "plantwire_ingest_messages",
+            "Telemetry messages taken from the stream and applied (stored or dead-lettered).",
+            registry=registry,
+        )
+        self.points = Counter(
+            "plantwire_ingest_points", "Points written to the time-series store.", registry=registry
+        )
+        self.bad = Counter(
+            "plantwire_ingest_bad_messages",
+            "Messages refused into the dead-letter stream, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.replayed = Counter(
+            "plantwire_ingest_replayed_messages",
+            "Redelivered messages skipped because the store already had them.",
+            registry=registry,
+        )
+        self.lost = Counter(
+            "plantwire_ingest_lost_messages",
+            "Accepted messages the stream discarded (age or size limits) before ingest applied"
+            " them.",
+            registry=registry,
+        )
+        self.store_errors = Counter(
+            "plantwire_ingest_store_errors",
+            "Failed store writes (the batch is retried; nothing is acked meanwhile).",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "plantwire_ingest_lag_messages",
+            "Messages in the telemetry stream not yet applied.",
+            registry=registry,
+        )
+        self.stream_messages = Gauge(
+            "plantwire_ingest_stream_messages",
+            "Messages the telemetry stream has accepted in all (its last sequence).",
+            registry=registry,
+        )
+        self.store_seconds = Histogram(
+            "plantwire_ingest_store_seconds",
+            "Time to append one batch to the store.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A decoded run of messages, ready to commit: ``resume`` is where delivery must start
+    again when the batch had a gap after the run (or before it: then ``run`` is empty)."""
+
+    run: list[Msg]
+    points: PointBatch
+    resume: int | None
+    reports: list[tuple[tuple[str, str, str], object]] = field(default_factory=list)
+
+
+class Ingest:
+    """The ingest loop. ``run`` until ``stop`` is set; ``ensure_streams`` alone for setup.
+    Store calls go to a worker thread (DuckDB blocks)."""
+
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        store: TimeSeriesStore,
+        devices: DeviceDirectory,
+        metrics: IngestMetrics,
+        options: IngestOptions | None = None,
+        *,
+        watch: CommandWatch | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.store = store
+        self.devices = devices
+        self.metrics = metrics
+        self.options = options or IngestOptions()
+        self.clock = clock
+        self.ready = asyncio.Event()  # set once the streams and the consumer exist
+        self.stopped = asyncio.Event()  # set when run() has returned
+        self.js: JetStreamContext | None = None  # while running: for readers of the streams
+        self.client: NatsClient | None = None  # while running: for publishers (commands)
+        self.watch = watch
+
+    async def connect(self) -> NatsClient:
+        return await nats.connect(
+            self.endpoint.url,
+            user=self.endpoint.user,
+            password=self.endpoint.password,
+            name="plantwire-ingest",
+            max_reconnect_attempts=-1,  # a broker restart is waited out
+            reconnect_time_wait=0.5,
+        )
+
+    async def ensure_streams(self, js: JetStreamContext) -> None:
+        """Create (or bring to this config) the telemetry and dead-letter streams. Messages
+        stay in the telemetry stream until its age or size limit
+        (not until acked), so a store outage shorter than the limits loses nothing."""
+        options = self.options
+        telemetry = StreamConfig(
+            name=TELEMETRY_STREAM,
+            subjects=[JSON_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            max_age=options.stream_max_age_seconds,
+            max_bytes=options.stream_max_bytes,
+            storage=StorageType.FILE,
+        )
+        dead_letters = StreamConfig(
+            name=DEAD_LETTER_STREAM,
+            subjects=[f"{DEAD_LETTER_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            max_age=options.dead_letter_max_age_seconds,
+            max_bytes=options.dead_letter_max_bytes,
+            storage=StorageType.FILE,
+            duplicate_window=15 * 60,  # a message applied again after a crash letters once
+            allow_direct=True,
+        )
+        for config in (telemetry, dead_letters):
+            try:
+                await js.stream_info(str(config.name))
+                await js.update_stream(config)
+            except NotFoundError:
+                await js.add_stream(config)
+
+    async def open_consumer(
+        self, js: JetStreamContext, start: int
+    ) -> JetStreamContext.PullSubscription:
+        """The durable consumer, made anew to deliver the stream in order from sequence
+        ``start`` (the checkpoint + 1). The store's checkpoint, not the consumer's state,
+        says what is applied; the consumer is only the cursor that follows it, so one
+        ingest process owns it (the embedded store has one writer anyway)."""
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(TELEMETRY_STREAM, CONSUMER)
+        consumer = ConsumerConfig(
+            durable_name=CONSUMER,
+            ack_policy=AckPolicy.ALL,  # acking a batch's last message acks the batch
+            ack_wait=self.options.ack_wait_seconds,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(start, 1),
+            max_ack_pending=max(self.options.batch * 4, 10_000),
+        )
+        await js.add_consumer(TELEMETRY_STREAM, consumer)
+        return await js.pull_subscribe_bind(CONSUMER, TELEMETRY_STREAM)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ingest until ``stop`` is set. A broker that cannot be reached (or is lost for
+        good) is tried again with backoff, logged, never fatal to the platform."""
+        attempt = 0
+        try:
+            while not stop.is_set():
+                try:
+                    await self._run(stop)
+                    attempt = 0
+                except (NatsError, OSError) as error:
+                    delays = self.options.retry_seconds
+                    delay = delays[min(attempt, len(delays) - 1)]
+                    _log.warning("ingest.broker_unreachable", error=str(error), retry_in=delay)
+                    attempt += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            self.stopped.set()
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        """Fetch, apply and ack batches until ``stop`` is set. The store's append of one
+        batch overlaps the fetch and decoding of the next; appends stay in stream order.
+        A broker that goes away is reconnected to (nats-py does that)."""
+        client = self.client = await self.connect()
+        committing: asyncio.Task[bool] | None = None
+        try:
+            js = self.js = client.jetstream()
+            await self.ensure_streams(js)
+            applied = await asyncio.to_thread(self.store.checkpoint, CHECKPOINT)
+            subscription = await self.open_consumer(js, applied + 1)
+            self.ready.set()
+            _log.info("ingest.started", stream=TELEMETRY_STREAM, after=applied)
+            expected = applied + 1  # the next sequence to apply
+            while not stop.is_set():
+                try:
+                    batch = await subscription.fetch(
+                        self.options.batch, timeout=self.options.fetch_seconds
+                    )
+                except TimeoutError:  # nats-py raises asyncio.TimeoutError itself here
+                    await self._observe(js)
+                    continue
+                except NatsError as error:  # disconnected meanwhile: wait for the reconnect
+                    _log.warning("ingest.fetch_failed", error=str(error))
+                    await asyncio.sleep(0.5)
+                    continue
+                prepared = await self.prepare(js, batch, expected)
+                if committing is not None and not await committing:
+                    committing = None
+                    break  # stopped while the store was failing: the rest comes back
+                committing = None
+                if prepared.run:
+                    expected = _sequence(prepared.run[-1]) + 1
+                    committing = asyncio.create_task(self.commit(prepared, stop))
+                if prepared.resume is not None:  # a gap: follow the checkpoint again
+                    if committing is not None and not await committing:
+                        break
+                    committing = None
+                    await subscription.unsubscribe()
+                    subscription = await self.open_consumer(js, prepared.resume)
+                    expected = prepared.resume
+        finally:
+            try:
+                if committing is not None:
+                    await committing  # an append in flight finishes (or gives up on stop)
+            finally:
+                self.js = self.client = None
+                await client.close()  # every batch in hand was acked or is left to come back
+
+    async def prepare(self, js: JetStreamContext, batch: list[Msg], expected: int) -> Prepared:
+        """Decode the run of messages that continues from sequence ``expected`` without a
+        gap and letter its refused messages; anything after a gap is left to come again."""
+        fresh = [m for m in batch if _sequence(m) >= expected]
+        if len(fresh) < len(batch):
+            self.metrics.replayed.inc(len(batch) - len(fresh))
+        if not fresh:
+            await batch[-1].ack()
+            return Prepared([], PointBatch(), None)
+        if _sequence(fresh[0]) != expected and not await self._gone(
+            js, expected, _sequence(fresh[0])
+        ):
+            return Prepared([], PointBatch(), expected)
+        run = [fresh[0]]
+        for message in fresh[1:]:
+            if _sequence(message) != _sequence(run[-1]) + 1:
+                break
+            run.append(message)
+        points, letters, reports = await self._decode(run)
+        for subject, message, reason, detail in letters:
+            await self._letter(js, subject, message, reason, detail)
+        resume = _sequence(run[-1]) + 1 if len(run) < len(fresh) else None
+        return Prepared(run, points, resume, reports)
+
+    async def commit(self, prepared: Prepared, stop: asyncio.Event) -> bool:
+        """Store the run's points with its last sequence, then ack it. False: stopped while
+        the store was failing (nothing acked; it all comes back)."""
+        last = _sequence(prepared.run[-1])
+        if not await self._store(prepared.points, last, stop):
+            return False
+        self.metrics.messages.inc(len(prepared.run))
+        self.metrics.points.inc(len(prepared.points))
+        if prepared.reports and self.watch is not None:  # read-backs of commands sent
+            await asyncio.to_thread(self.watch.seen, prepared.reports, datetime.now(UTC))
+        try:
+            await prepared.run[-1].ack()  # AckPolicy.ALL: everything delivered up to it
+        except NatsError as error:  # stored already: a redelivery will be skipped
+            _log.warning("ingest.ack_failed", error=str(error), sequence=last)
+        return True
+
+    async def _gone(self, js: JetStreamContext, expected: int, delivered: int) -> bool:
+        """Whether the messages from ``expected`` up to ``delivered`` left the stream (its
+        age or size limit discarded them before they were applied): then they are counted
+        as lost and ingest goes on; else they are merely not delivered yet."""
+        try:
+            await js.get_msg(TELEMETRY_STREAM, expected)
+        except NotFoundError:
+            lost = delivered - expected
+            self.metrics.lost.inc(lost)
+            _log.error("ingest.lost", first=expected, last=delivered - 1, lost=lost)
+            return True
+        return False
+
+    async def _decode(
+        self, messages: list[Msg]
+    ) -> tuple[
+        PointBatch, list[tuple[str, Msg, str, str]], list[tuple[tuple[str, str, str], object]]
+    ]:
+        keys = {parse_telemetry_subject(m.subject) for m in messages}
+        declared = await asyncio.to_thread(
+            self.devices.declared, [key for key in keys if key is not None]
+        )
+        points = PointBatch()
+        letters: list[tuple[str, Msg, str, str]] = []
+        reports: list[tuple[tuple[str, str, str], object]] = []
+        watch = self.watch if self.watch is not None and self.watch.watching else None
+        for message in messages:
+            key = parse_telemetry_subject(message.subject)
+            if key is None:  # the stream's subjects admit nothing else; kept, not lost
+                letters.append((f"{DEAD_LETTER_PREFIX}._", message, "subject", message.subject))
+                continue
+            tenant_id, device_id = key
+            types = declared.get(key)
+            if types is None:
+                letters.append(
+                    (dead_letter_subject(*key), message, "device", "no such device (deleted?)")
+                )
+                continue
+            arrived_ms = int(message.metadata.timestamp.timestamp() * 1000)
+            try:
+                decoded = decode_json(message.data, arrived_ms, declared=types)
+            except PayloadError as error:
+                letters.append((dead_letter_subject(*key), message, error.reason, error.detail))
+                continue
+            for metric, ms, value in decoded:
+                points.add(tenant_id, device_id, metric, ms * 1000, value)
+                if watch is not None and watch.watches((tenant_id, device_id, metric)):
+                    reports.append(((tenant_id, device_id, metric), value))
+        return points, letters, reports
+
+    async def _letter(
+        self, js: JetStreamContext, subject: str, message: Msg, reason: str, detail: str
+    ) -> None:
+        sequence = message.metadata.sequence.stream
+        stamp = int(message.metadata.timestamp.timestamp() * 1000)
+        headers = {
+            REASON: reason,
+            DETAIL: detail[:500],
+            SOURCE_SEQUENCE: str(sequence),
+            SOURCE_TIME: str(stamp),
+            "Nats-Msg-Id": f"telemetry-{sequence}",  # a redelivered batch letters it once
+        }
+        await js.publish(subject, message.data, stream=DEAD_LETTER_STREAM, headers=headers)
+        self.metrics.bad.labels(reason).inc()
+        _log.info("ingest.dead_letter", subject=message.subject, reason=reason, detail=detail)
+
+    async def _store(self, points: PointBatch, last: int, stop: asyncio.Event) -> bool:
+        """Append with the checkpoint, retrying while the store fails. False: stopped
+        before it succeeded."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self.store.append, points, (CHECKPOINT, last))
+            except StaleCheckpointError:
+                return True  # applied by another run meanwhile: nothing to write twice
+            except (StoreError, OSError) as error:  # a full or failing disk, say
+                self._store_failed(error, attempt)
+            else:
+                self.metrics.store_seconds.observe(time.perf_counter() - started)
+                return True
+            delays = self.options.retry_seconds
+            try:
+                await asyncio.wait_for(stop.wait(), delays[min(attempt, len(delays) - 1)])
+            except TimeoutError:
+                attempt += 1
+                continue
+            return False
+
+    def _store_failed(self, error: Exception, attempt: int) -> None:
+        self.metrics.store_errors.inc()
+        _log.error("ingest.store_failed", error=str(error), attempt=attempt + 1)
+
+    async def _observe(self, js: JetStreamContext) -> None:
+        """When idle: refresh the lag and stream gauges."""
+        try:
+            info = await js.consumer_info(TELEMETRY_STREAM, CONSUMER)
+            stream = await js.stream_info(TELEMETRY_STREAM)
+        except NatsError:
+            return
+        self.metrics.lag.set(info.num_pending or 0)
+        self.metrics.stream_messages.set(stream.state.last_seq)
+
+
+def _sequence(message: Msg) -> int:
+    return int(message.metadata.sequence.stream)

@@ -1,0 +1,257 @@
+"""Durable ingest through the real bundled broker and a real DuckDB store: JSON intake end to
+end, dead letters with their reasons, redelivery after a crash between commit and ack, and a
+failing store that stops the acks, not the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
+
+from plantwire.telemetry.accounts import device_username, telemetry_topic
+from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.deadletters import read_dead_letters
+from plantwire.telemetry.ingest import (
+    CHECKPOINT,
+    CONSUMER,
+    DEAD_LETTER_STREAM,
+    REASON,
+    TELEMETRY_STREAM,
+    Ingest,
+    IngestMetrics,
+    IngestOptions,
+    parse_telemetry_subject,
+)
+from plantwire.telemetry.store import DuckDBStore, PointBatch, StoreError
+from tests.telemetry.conftest import TENANT_A, TENANT_B, mqtt_device, tenant
+
+PRESS, OVEN = "press-1", "oven-1"
+
+
+class Directory:
+    """A fixed device directory (the registry-backed one has its own test)."""
+
+    def __init__(self, devices: Mapping[tuple[str, str], Mapping[str, str]]) -> None:
+        self.devices = devices
+
+    def declared(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], Mapping[str, str] | None]:
+        return {key: self.devices.get(key) for key in keys}
+
+
+DIRECTORY = Directory({(TENANT_A, PRESS): {"t": "float"}, (TENANT_B, PRESS): {}})
+FAST = IngestOptions(batch=100, fetch_seconds=0.2, ack_wait_seconds=1.0, retry_seconds=(0.1,))
+
+
+def value(metrics: IngestMetrics, name: str, **labels: str) -> float:
+    counter = getattr(metrics, name)
+    sample = counter.labels(**labels) if labels else counter
+    return float(sample._value.get())
+
+
+@contextlib.asynccontextmanager
+async def running(ingest: Ingest) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(ingest.run(stop))
+    try:
+        await asyncio.wait_for(ingest.ready.wait(), 10)  # its stream takes what comes next
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def eventually(condition: Any, what: str, seconds: float = 10.0) -> None:
+    """Wait for ``condition`` without blocking the event loop ingest runs on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def stored(store: DuckDBStore, tenant_id: str, device: str, metric: str) -> list[Any]:
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(hours=2)
+    page = store.raw(tenant_id, device, metric, start, end, limit=10_000)
+    return [point.value for point in page.points]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    with DuckDBStore(tmp_path / "telemetry") as opened:
+        yield opened
+
+
+@pytest.fixture
+def accounts(broker: BundledBroker) -> BundledBroker:
+    broker.apply([tenant(TENANT_A, PRESS, OVEN), tenant(TENANT_B, PRESS)])
+    return broker
+
+
+def publish(broker: BundledBroker, tenant_id: str, device: str, *payloads: bytes) -> None:
+    with mqtt_device(broker, device_username(tenant_id, device)) as client:
+        assert client.connack == "Success"
+        for payload in payloads:
+            client.publish(telemetry_topic(device), payload)
+
+
+async def pending(js: JetStreamContext) -> int:
+    info = await js.consumer_info(TELEMETRY_STREAM, CONSUMER)
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+def test_subjects_parse_back_to_tenant_and_device() -> None:
+    subject = f"tenant.{TENANT_A}.plantwire.v1.devices.line//7.telemetry"
+    assert parse_telemetry_subject(subject) == (TENANT_A, "line.7")
+    for other in ("tenant.x.spBv1//0.G.NDATA.E", "cmd.x.plantwire.v1.devices.d.commands", "a"):
+        assert parse_telemetry_subject(other) is None
+
+
+async def test_json_intake_end_to_end_with_dead_letters(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    metrics = IngestMetrics(CollectorRegistry())
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, FAST)
+    async with running(ingest):
+        publish(
+            accounts,
+            TENANT_A,
+            PRESS,
+            b'{"ts": 1764496800000, "values": {"t": 20.5, "mode": "auto"}}',
+            json.dumps(
+                [
+                    {"ts": 1764496801000, "values": {"t": 21}},
+                    {"ts": 1764496802000, "values": {"t": 22.5}},
+                ]
+            ).encode(),
+            b'{"t": "hot"}',  # declared float: refused, type
+            b"not json",
+            b'{"t": 23.5}',  # flat: stamped by the stream
+        )
+        publish(accounts, TENANT_B, PRESS, b'{"t": "b-data"}')  # same name, other tenant
+        publish(accounts, TENANT_A, OVEN, b'{"t": 1}')  # unknown to the directory
+        await eventually(
+            lambda: value(metrics, "messages") >= 7, "ingest of 7 messages", seconds=10
+        )
+    assert stored(store, TENANT_A, PRESS, "t") == [20.5, 21.0, 22.5, 23.5]
+    assert stored(store, TENANT_A, PRESS, "mode") == ["auto"]
+    assert stored(store, TENANT_B, PRESS, "t") == ["b-data"]
+    assert stored(store, TENANT_A, OVEN, "t") == []
+    assert value(metrics, "points") == 6
+    for reason in ("type", "json", "device"):
+        assert value(metrics, "bad", reason=reason) == 1
+    letters = await dead_letters(accounts)
+    assert [
+        (subject.split(".")[1:], headers[REASON], data) for subject, headers, data in letters
+    ] == [
+        ([TENANT_A, PRESS], "type", b'{"t": "hot"}'),
+        ([TENANT_A, PRESS], "json", b"not json"),
+        ([TENANT_A, OVEN], "device", b'{"t": 1}'),
+    ]
+    assert store.checkpoint(CHECKPOINT) == 7
+    client = await nats.connect(
+        accounts.endpoint.url, user=accounts.endpoint.user, password=accounts.endpoint.password
+    )
+    try:
+        js = client.jetstream()
+        page = await read_dead_letters(js, TENANT_A, PRESS, limit=1)
+        assert (page.count, [letter.reason for letter in page.items]) == (2, ["type"])
+        assert page.items[0].payload == b'{"t": "hot"}'
+        assert page.items[0].detail == "t is declared float, got string"
+        assert page.items[0].telemetry_sequence == 3
+        assert page.next_after is not None
+        rest = await read_dead_letters(js, TENANT_A, PRESS, after=page.next_after)
+        assert [letter.reason for letter in rest.items] == ["json"]
+        assert rest.next_after is None
+        assert (await read_dead_letters(js, TENANT_B, PRESS)).count == 0
+    finally:
+        await client.close()
+
+
+async def dead_letters(broker: BundledBroker) -> list[tuple[str, dict[str, str], bytes]]:
+    endpoint = broker.endpoint
+    client = await nats.connect(endpoint.url, user=endpoint.user, password=endpoint.password)
+    try:
+        js = client.jetstream()
+        info = await js.stream_info(DEAD_LETTER_STREAM)
+        found = []
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await js.get_msg(DEAD_LETTER_STREAM, sequence)
+            found.append(
+                (str(message.subject), dict(message.headers or {}), bytes(message.data or b""))
+            )
+        return found
+    finally:
+        await client.close()
+
+
+async def test_a_crash_between_commit_and_ack_writes_nothing_twice(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    metrics = IngestMetrics(CollectorRegistry())
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, FAST)
+    client = await ingest.connect()
+    js = client.jetstream()
+    await ingest.ensure_streams(js)
+    publish(accounts, TENANT_A, PRESS, *(json.dumps({"t": n}).encode() for n in range(5)))
+    subscription = await ingest.open_consumer(js, 1)
+    batch = await subscription.fetch(5, timeout=5)
+    points, letters, _ = await ingest._decode(batch)
+    assert not letters
+    assert await ingest._store(points, batch[-1].metadata.sequence.stream, asyncio.Event())
+    await client.close()  # "crashed": stored and committed, never acked
+    assert stored(store, TENANT_A, PRESS, "t") == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+    async with running(ingest):  # delivers from the checkpoint on, not the unacked batch
+        publish(accounts, TENANT_A, PRESS, b'{"t": 5}')
+        await eventually(lambda: value(metrics, "messages") >= 1, "the new message")
+    assert stored(store, TENANT_A, PRESS, "t") == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert store.checkpoint(CHECKPOINT) == 6
+
+
+class FailingStore:
+    """The real store behind a switch that makes appends fail, as a full disk would."""
+
+    def __init__(self, store: DuckDBStore) -> None:
+        self.store = store
+        self.failing = True
+        self.attempts = 0
+
+    def append(self, batch: PointBatch, checkpoint: tuple[str, int] | None = None) -> None:
+        self.attempts += 1
+        if self.failing:
+            raise StoreError("disk full")
+        self.store.append(batch, checkpoint)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_failing_store_stops_the_acks_and_loses_nothing(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    metrics = IngestMetrics(CollectorRegistry())
+    failing = FailingStore(store)
+    ingest = Ingest(accounts.endpoint, failing, DIRECTORY, metrics, FAST)
+    async with running(ingest):
+        publish(accounts, TENANT_A, PRESS, b'{"t": 1}', b'{"t": 2}')
+        await eventually(lambda: failing.attempts >= 3, "retries of the failing store")
+        assert value(metrics, "store_errors") >= 3
+        assert value(metrics, "messages") == 0
+        assert stored(store, TENANT_A, PRESS, "t") == []
+        failing.failing = False
+        await eventually(
+            lambda: value(metrics, "messages") >= 2, "the store to recover", seconds=10
+        )
+    assert stored(store, TENANT_A, PRESS, "t") == [1.0, 2.0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -37,11 +38,11 @@ from plantwire.telemetry.broker import broker_endpoint
 from plantwire.telemetry.command_routes import router as commands_router
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.deadletter_routes import router as dead_letters_router
-from plantwire.telemetry.devices import RegistryDevices, broker_follower
+from plantwire.telemetry.devices import RegistryDevices, broker_follower, tenant_ids
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.store import StoreError
-from plantwire.telemetry.upkeep import UpkeepMetrics, maintain_periodically
+from plantwire.telemetry.upkeep import Retention, UpkeepMetrics, maintain_periodically
 
 __all__ = ["create_app"]
 
@@ -71,6 +72,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         follow()
 
     upkeep_metrics = UpkeepMetrics(platform.metrics)
+    retention = None
+    if settings.telemetry_retention_days is not None:
+        retention = Retention(
+            partial(tenant_ids, platform.sessions), settings.telemetry_retention_days
+        )
     endpoint = (
         platform.broker.endpoint if platform.broker is not None else broker_endpoint(settings)
     )
@@ -88,6 +94,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         platform.store,
                         settings.store_maintenance_seconds,
                         upkeep_metrics,
+                        retention,
                     )
                     background.start_soon(
                         serve_backup_requests, platform.store, settings.data_dir / TELEMETRY_DIR

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between runs of the time-series store's upkeep (sealing, merging).",
     )
+    telemetry_retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=36_500,
+        description="Drop telemetry older than this many days (whole UTC days); none: keep all.",
+    )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

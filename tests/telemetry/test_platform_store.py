@@ -20,7 +20,7 @@ from plantwire.config import Settings
 from plantwire.datadir import TELEMETRY_DIR, DataDirError
 from plantwire.lifecycle import initialise, open_store
 from plantwire.telemetry.store import DuckDBStore
-from tests.conftest import ADMIN_PASSWORD, make_settings
+from tests.conftest import ADMIN_PASSWORD, make_settings, seed_platform
 from tests.security.helpers import platform_of
 from tests.telemetry.conftest import seconds_of, wait_for
 
@@ -141,3 +141,33 @@ def test_shutdown_waits_for_a_running_upkeep(
     assert events == ["maintained", "closed"]
     with DuckDBStore(settings.data_dir / TELEMETRY_DIR) as reopened:
         assert reopened.disk_usage().sealed_files == 1
+
+
+def test_retention_drops_old_days_of_every_tenant_and_gives_the_disk_back(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        tmp_path / "data", store_maintenance_seconds=1, telemetry_retention_days=2
+    )
+    initialise(settings, ADMIN_PASSWORD)
+    with TestClient(create_app(settings)) as client:
+        seed = seed_platform(client)
+        store, registry = _store(client), platform_of(client).metrics
+        now = datetime.now(UTC)
+        tenant_a, tenant_b = seed.tenants["a"].id, seed.tenants["b"].id
+        for tenant in (tenant_a, tenant_b):
+            store.append(seconds_of(tenant, "press", "t", now - timedelta(days=5), 100))
+            store.append(seconds_of(tenant, "press", "t", now - timedelta(hours=3), 10))
+        store.seal(now - timedelta(hours=1))  # old days into their own files
+        files_before = store.disk_usage().sealed_files
+        wait_for(
+            lambda: (
+                registry.get_sample_value("plantwire_store_retention_dropped_points_total") == 200
+            ),
+            "retention to drop both tenants' old points",
+            timeout=10,
+        )
+        for tenant in (tenant_a, tenant_b):
+            kept = store.export(tenant, 0, 2**62)
+            assert kept.num_rows == 10  # the recent points stay
+        assert store.disk_usage().sealed_files < files_before

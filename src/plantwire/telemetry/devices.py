@@ -33,6 +33,7 @@ __all__ = [
     "new_secret",
     "place_filter",
     "search_key",
+    "tenant_ids",
 ]
 
 # bcrypt's lowest cost: the secret has 256 random bits, so guessing it is hopeless however
@@ -61,6 +62,12 @@ def mqtt_username(device: Device) -> str:
     """The device's MQTT username: its id and its tenant's (nats-server's user names are
     global across accounts)."""
     return accounts.device_username(device.tenant_id, device.id)
+
+
+def tenant_ids(sessions: sessionmaker[Session]) -> list[str]:
+    """Every tenant's id (whose telemetry the store may hold)."""
+    with sessions() as session:
+        return list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
 
 
 def broker_accounts(session: Session) -> list[accounts.TenantAccount]:

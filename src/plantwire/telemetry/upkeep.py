@@ -5,6 +5,8 @@ lifespan runs it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import anyio.to_thread
@@ -13,9 +15,39 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from plantwire.telemetry.store import TimeSeriesStore
 
-__all__ = ["UpkeepMetrics", "maintain_periodically"]
+__all__ = ["RETENTION_EVERY_SECONDS", "Retention", "UpkeepMetrics", "maintain_periodically"]
+
+#: Retention runs at most this often (it walks every tenant's catalogue of sealed days).
+RETENTION_EVERY_SECONDS = 3600.0
 
 _log = structlog.get_logger("plantwire.telemetry.upkeep")
+
+
+class Retention:
+    """Drops every tenant's points older than ``days`` whole UTC days, at most once every
+    ``every`` seconds (the store gives the disk back by unlinking whole sealed days)."""
+
+    def __init__(
+        self,
+        tenants: Callable[[], Iterable[str]],
+        days: int,
+        every: float = RETENTION_EVERY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tenants, self.days, self.every, self.clock = tenants, days, every, clock
+        self._last: float | None = None
+
+    def __call__(self, store: TimeSeriesStore, metrics: UpkeepMetrics | None) -> None:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every:
+            return
+        self._last = now
+        before = datetime.now(UTC) - timedelta(days=self.days)
+        dropped = sum(store.drop_before(tenant, before) for tenant in self.tenants())
+        if metrics is not None:
+            metrics.dropped.inc(dropped)
+        if dropped:
+            _log.info("store.retention", dropped=dropped, before=before.isoformat())
 
 
 class UpkeepMetrics:
@@ -34,10 +66,18 @@ class UpkeepMetrics:
             buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300),
             registry=registry,
         )
+        self.dropped = Counter(
+            "plantwire_store_retention_dropped_points",
+            "Points dropped by the retention setting (telemetry_retention_days)",
+            registry=registry,
+        )
 
 
 async def maintain_periodically(
-    store: TimeSeriesStore, interval: float, metrics: UpkeepMetrics | None = None
+    store: TimeSeriesStore,
+    interval: float,
+    metrics: UpkeepMetrics | None = None,
+    retention: Retention | None = None,
 ) -> None:
     """Call ``store.maintain()`` every ``interval`` seconds until cancelled.
 
@@ -49,6 +89,8 @@ async def maintain_periodically(
         began = time.perf_counter()
         try:
             await anyio.to_thread.run_sync(store.maintain)
+            if retention is not None:
+                await anyio.to_thread.run_sync(retention, store, metrics)
         except Exception as error:  # the loop is the boundary that can act: log, retry later
             _log.error("store.maintenance_failed", error=repr(error), exc_info=error)
             outcome = "failed"

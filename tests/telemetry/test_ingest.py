@@ -255,3 +255,22 @@ async def test_a_failing_store_stops_the_acks_and_loses_nothing(
             lambda: value(metrics, "messages") >= 2, "the store to recover", seconds=10
         )
     assert stored(store, TENANT_A, PRESS, "t") == [1.0, 2.0]
+
+
+async def test_ingest_rides_out_a_broker_restart(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """The broker stops and starts again on its data (JetStream keeps the stream): ingest
+    reconnects by itself and applies what comes after, losing nothing."""
+    metrics = IngestMetrics(CollectorRegistry())
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, FAST)
+    async with running(ingest):
+        publish(accounts, TENANT_A, PRESS, b'{"t": 1}')
+        await eventually(lambda: value(metrics, "messages") >= 1, "the first message")
+        await asyncio.to_thread(accounts.stop)
+        await asyncio.sleep(1.0)  # ingest's fetches fail meanwhile
+        tenants = [tenant(TENANT_A, PRESS, OVEN), tenant(TENANT_B, PRESS)]
+        await asyncio.to_thread(accounts.start, tenants)
+        publish(accounts, TENANT_A, PRESS, b'{"t": 2}', b'{"t": 3}')
+        await eventually(lambda: value(metrics, "messages") >= 3, "the messages after", 30)
+    assert stored(store, TENANT_A, PRESS, "t") == [1.0, 2.0, 3.0]

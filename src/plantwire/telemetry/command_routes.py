@@ -32,6 +32,7 @@ from plantwire.security.routes._common import (
 from plantwire.security.tables import utcnow
 from plantwire.telemetry.accounts import command_subject
 from plantwire.telemetry.commands import check_value, command_message, status_of
+from plantwire.telemetry.routes import reachable_device
 from plantwire.telemetry.schemas import MetricName
 from plantwire.telemetry.tables import Device, DeviceCommand
 
@@ -85,9 +86,7 @@ def _checked(
     session: Session, principal: Principal, device_id: str, body: CommandIn
 ) -> tuple[Device, Any]:
     """The device (in the caller's reach) and the value, checked against the metric."""
-    device = session.get(Device, device_id)
-    if device is None or not principal.reaches(device.tenant_id):
-        raise not_found("device", device_id)
+    device = reachable_device(session, principal, device_id)
     metric = next((m for m in device.metrics if m.name == body.metric), None)
     if metric is None:
         raise invalid(f"The device declares no metric '{body.metric}'.")
@@ -166,6 +165,7 @@ async def send_command(
     principal: Principal = Depends(require(Permission.DEVICE_OPERATE)),
     platform: Platform = Depends(get_platform),
 ) -> CommandOut:
+    # checked before the broker is, so another tenant's device answers 404 like a missing one
     await anyio.to_thread.run_sync(_check, platform, principal, device_id, body)
     ingest, watch = platform.ingest, platform.commands
     if ingest is None or watch is None:  # a state of the platform, not a passing failure
@@ -201,9 +201,7 @@ def _commands(
     platform: Platform, principal: Principal, device_id: str, command_id: str | None, limit: int
 ) -> list[DeviceCommand]:
     with platform.sessions() as session:
-        device = session.get(Device, device_id)
-        if device is None or not principal.reaches(device.tenant_id):
-            raise not_found("device", device_id)
+        reachable_device(session, principal, device_id)
         query = select(DeviceCommand).where(DeviceCommand.device_id == device_id)
         if command_id is not None:
             query = query.where(DeviceCommand.id == command_id)

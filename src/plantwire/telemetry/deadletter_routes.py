@@ -17,9 +17,9 @@ from plantwire.problems import Problem
 from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
-from plantwire.security.routes._common import READ_ERRORS, not_found
+from plantwire.security.routes._common import READ_ERRORS
 from plantwire.telemetry.deadletters import MAX_PAGE, read_dead_letters
-from plantwire.telemetry.tables import Device
+from plantwire.telemetry.routes import reachable_device
 
 __all__ = ["router"]
 
@@ -43,10 +43,7 @@ class DeadLetterPageOut(BaseModel):
 
 def _tenant_of(platform: Platform, principal: Principal, device_id: str) -> str:
     with platform.sessions() as session:
-        device = session.get(Device, device_id)
-        if device is None or not principal.reaches(device.tenant_id):
-            raise not_found("device", device_id)
-        return device.tenant_id
+        return reachable_device(session, principal, device_id).tenant_id
 
 
 @router.get(

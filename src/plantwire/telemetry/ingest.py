@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -196,14 +196,12 @@ class Ingest:
         options: IngestOptions | None = None,
         *,
         watch: CommandWatch | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.endpoint = endpoint
         self.store = store
         self.devices = devices
         self.metrics = metrics
         self.options = options or IngestOptions()
-        self.clock = clock
         self.ready = asyncio.Event()  # set once the streams and the consumer exist
         self.stopped = asyncio.Event()  # set when run() has returned
         self.js: JetStreamContext | None = None  # while running: for readers of the streams

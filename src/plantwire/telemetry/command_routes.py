@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from plantwire.db import transaction
 from plantwire.platform import Platform, get_platform
-from plantwire.problems import Problem
 from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
@@ -28,10 +27,12 @@ from plantwire.security.routes._common import (
     conflict,
     invalid,
     not_found,
+    unavailable,
 )
 from plantwire.security.tables import utcnow
 from plantwire.telemetry.accounts import command_subject
-from plantwire.telemetry.commands import check_value, command_message, status_of
+from plantwire.telemetry.commands import command_message, status_of
+from plantwire.telemetry.payloads import PayloadError, typed_value
 from plantwire.telemetry.routes import reachable_device
 from plantwire.telemetry.schemas import MetricName
 from plantwire.telemetry.tables import Device, DeviceCommand
@@ -78,10 +79,6 @@ def _out(command: DeviceCommand, now: datetime) -> CommandOut:
     )
 
 
-def _unavailable(detail: str) -> Problem:
-    return Problem(503, detail, type_="urn:plantwire:problem:unavailable")
-
-
 def _checked(
     session: Session, principal: Principal, device_id: str, body: CommandIn
 ) -> tuple[Device, Any]:
@@ -93,9 +90,9 @@ def _checked(
     if not metric.writable:
         raise invalid(f"The metric '{body.metric}' is not writable.")
     try:
-        return device, check_value(metric.data_type, body.value)
-    except ValueError as error:
-        raise invalid(f"'{body.metric}': {error}.") from error
+        return device, typed_value(body.metric, body.value, metric.data_type)
+    except PayloadError as error:
+        raise invalid(f"The value cannot be written: {error.detail}.") from error
 
 
 def _check(platform: Platform, principal: Principal, device_id: str, body: CommandIn) -> None:
@@ -172,7 +169,7 @@ async def send_command(
         raise conflict("This platform runs without a broker, so it cannot send commands.")
     client = ingest.client
     if client is None:
-        raise _unavailable("The platform cannot reach its broker now; no command was sent.")
+        raise unavailable("The platform cannot reach its broker now; no command was sent.")
     command, tenant_id = await anyio.to_thread.run_sync(
         _record, platform, principal, request, device_id, body
     )
@@ -187,7 +184,7 @@ async def send_command(
         except (NatsError, TimeoutError) as error:
             watch.forget(key, command.id)
             await anyio.to_thread.run_sync(_mark_failed, platform, command.id)
-            raise _unavailable(f"The command could not be sent: {error}") from error
+            raise unavailable(f"The command could not be sent: {error}") from error
         if wait:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(confirmed.wait(), wait)

@@ -18,33 +18,13 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from plantwire.telemetry.payloads import Value
 from plantwire.telemetry.tables import DeviceCommand
 
-__all__ = ["CommandWatch", "check_value", "command_message", "same_value", "status_of"]
+__all__ = ["CommandWatch", "command_message", "same_value", "status_of"]
 
 _log = structlog.get_logger("plantwire.commands")
 
 Key = tuple[str, str, str]  # tenant, device, metric
-
-
-def check_value(data_type: str, value: object) -> Value:
-    """The value a command may write to a metric of ``data_type``; ValueError if it is not
-    one (an integer is a fine float; booleans are not numbers)."""
-    if data_type == "float" and isinstance(value, int | float) and not isinstance(value, bool):
-        as_float = float(value)
-        if as_float != as_float or as_float in (float("inf"), float("-inf")):
-            raise ValueError("a float command value must be finite")
-        return as_float
-    if data_type == "int" and isinstance(value, int) and not isinstance(value, bool):
-        if not -(2**63) <= value < 2**63:
-            raise ValueError("an int command value must fit 64 bits")
-        return value
-    if data_type == "bool" and isinstance(value, bool):
-        return value
-    if data_type == "string" and isinstance(value, str):
-        return value
-    raise ValueError(f"the metric takes {data_type} values, not {type(value).__name__}")
 
 
 def same_value(commanded: object, reported: object) -> bool:

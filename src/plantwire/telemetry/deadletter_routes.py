@@ -13,11 +13,10 @@ from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field
 
 from plantwire.platform import Platform, get_platform
-from plantwire.problems import Problem
 from plantwire.security.auth import AuthenticateFirst, require
 from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
-from plantwire.security.routes._common import READ_ERRORS
+from plantwire.security.routes._common import READ_ERRORS, unavailable
 from plantwire.telemetry.deadletters import MAX_PAGE, read_dead_letters
 from plantwire.telemetry.routes import reachable_device
 
@@ -64,17 +63,13 @@ async def dead_letters(
         return DeadLetterPageOut(count=0, items=[], next_after=None)
     js = platform.ingest.js
     if js is None:
-        raise Problem(
-            503,
-            "Ingest is not connected to a broker, so dead letters cannot be read now.",
-            type_="urn:plantwire:problem:unavailable",
+        raise unavailable(
+            "Ingest is not connected to a broker, so dead letters cannot be read now."
         )
     try:
         page = await read_dead_letters(js, tenant_id, device_id, after=after, limit=limit)
     except NatsError as error:
-        raise Problem(
-            503, f"The broker did not answer: {error}", type_="urn:plantwire:problem:unavailable"
-        ) from error
+        raise unavailable(f"The broker did not answer: {error}") from error
     items = []
     for letter in page.items:
         try:

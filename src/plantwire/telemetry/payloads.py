@@ -26,6 +26,7 @@ __all__ = [
     "Point",
     "Value",
     "decode_json",
+    "typed_value",
 ]
 
 Value = float | int | bool | str
@@ -119,10 +120,15 @@ def _values(
             raise PayloadError(
                 "metric", f"metric name {shown} must be 1-{MAX_METRIC_NAME} printable characters"
             )
-        points.append((metric, ts, _value(metric, value, declared)))
+        wanted = declared.get(metric) if declared is not None else None
+        points.append((metric, ts, typed_value(metric, value, wanted)))
 
 
-def _value(metric: str, value: Any, declared: Mapping[str, str] | None) -> Value:
+def typed_value(metric: str, value: Any, declared: str | None) -> Value:
+    """``value`` as a stored value of ``metric``: a finite number, a 64-bit integer, a
+    boolean or a string of bounded length, of the metric's ``declared`` data type when it
+    has one (an integer is a fine float, made one). PayloadError ("value" or "type") if not.
+    Device payloads and commands to devices both pass through here."""
     if isinstance(value, bool):
         kind = "bool"
     elif isinstance(value, int):
@@ -140,10 +146,9 @@ def _value(metric: str, value: Any, declared: Mapping[str, str] | None) -> Value
     else:
         shown = "null" if value is None else type(value).__name__
         raise PayloadError("value", f"{metric}: {shown} is not a number, boolean or string")
-    wanted = declared.get(metric) if declared is not None else None
-    if wanted is not None and wanted != kind and not (wanted == "float" and kind == "int"):
-        raise PayloadError("type", f"{metric} is declared {wanted}, got {kind}")
-    if wanted == "float" and kind == "int":
+    if declared is not None and declared != kind and not (declared == "float" and kind == "int"):
+        raise PayloadError("type", f"{metric} is declared {declared}, got {kind}")
+    if declared == "float" and kind == "int":
         return float(value)
     result: Value = value
     return result

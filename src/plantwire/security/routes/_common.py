@@ -40,6 +40,11 @@ def forbidden(detail: str) -> Problem:
     return Problem(403, detail, type_="urn:plantwire:problem:forbidden")
 
 
+def unavailable(detail: str) -> Problem:
+    """A service the request needs cannot be reached now (503); trying later may work."""
+    return Problem(503, detail, type_="urn:plantwire:problem:unavailable")
+
+
 def invalid(detail: str) -> Problem:
     """A request that is well-formed but not acceptable as a whole (422)."""
     return Problem(422, detail, title="Invalid request", type_="urn:plantwire:problem:validation")

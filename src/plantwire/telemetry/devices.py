@@ -67,12 +67,15 @@ def mqtt_username(device: Device) -> str:
 def tenant_ids(sessions: sessionmaker[Session]) -> list[str]:
     """Every tenant's id (whose telemetry the store may hold)."""
     with sessions() as session:
-        return list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+        return _tenant_ids(session)
+
+
+def _tenant_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
 
 
 def broker_accounts(session: Session) -> list[accounts.TenantAccount]:
     """Every tenant with the devices the broker is to admit in its name."""
-    tenant_ids = session.scalars(select(Tenant.id).order_by(Tenant.id)).all()
     rows = session.execute(
         select(Device.tenant_id, Device.id, Device.secret_bcrypt).order_by(
             Device.tenant_id, Device.id
@@ -83,7 +86,8 @@ def broker_accounts(session: Session) -> list[accounts.TenantAccount]:
         for tenant_id, group in groupby(rows, key=lambda row: row.tenant_id)
     }
     return [
-        accounts.TenantAccount(tenant_id, devices.get(tenant_id, ())) for tenant_id in tenant_ids
+        accounts.TenantAccount(tenant_id, devices.get(tenant_id, ()))
+        for tenant_id in _tenant_ids(session)
     ]
 
 

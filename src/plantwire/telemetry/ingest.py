@@ -396,16 +396,15 @@ class Ingest:
     ) -> tuple[
         PointBatch, list[tuple[str, Msg, str, str]], list[tuple[tuple[str, str, str], object]]
     ]:
-        keys = {parse_telemetry_subject(m.subject) for m in messages}
+        keys = [parse_telemetry_subject(m.subject) for m in messages]
         declared = await asyncio.to_thread(
-            self.devices.declared, [key for key in keys if key is not None]
+            self.devices.declared, {key for key in keys if key is not None}
         )
         points = PointBatch()
         letters: list[tuple[str, Msg, str, str]] = []
         reports: list[tuple[tuple[str, str, str], object]] = []
         watch = self.watch if self.watch is not None and self.watch.watching else None
-        for message in messages:
-            key = parse_telemetry_subject(message.subject)
+        for message, key in zip(messages, keys, strict=True):
             if key is None:  # the stream's subjects admit nothing else; kept, not lost
                 letters.append((f"{DEAD_LETTER_PREFIX}._", message, "subject", message.subject))
                 continue
@@ -416,9 +415,8 @@ class Ingest:
                     (dead_letter_subject(*key), message, "device", "no such device (deleted?)")
                 )
                 continue
-            arrived_ms = int(message.metadata.timestamp.timestamp() * 1000)
             try:
-                decoded = decode_json(message.data, arrived_ms, declared=types)
+                decoded = decode_json(message.data, _received_ms(message), declared=types)
             except PayloadError as error:
                 letters.append((dead_letter_subject(*key), message, error.reason, error.detail))
                 continue
@@ -432,12 +430,11 @@ class Ingest:
         self, js: JetStreamContext, subject: str, message: Msg, reason: str, detail: str
     ) -> None:
         sequence = message.metadata.sequence.stream
-        stamp = int(message.metadata.timestamp.timestamp() * 1000)
         headers = {
             REASON: reason,
             DETAIL: detail[:500],
             SOURCE_SEQUENCE: str(sequence),
-            SOURCE_TIME: str(stamp),
+            SOURCE_TIME: str(_received_ms(message)),
             "Nats-Msg-Id": f"telemetry-{sequence}",  # a redelivered batch letters it once
         }
         await js.publish(subject, message.data, stream=DEAD_LETTER_STREAM, headers=headers)
@@ -484,3 +481,9 @@ class Ingest:
 
 def _sequence(message: Msg) -> int:
     return int(message.metadata.sequence.stream)
+
+
+def _received_ms(message: Msg) -> int:
+    """When the stream stored the message: a flat payload's timestamp, the same on every
+    redelivery."""
+    return int(message.metadata.timestamp.timestamp() * 1000)

@@ -2,8 +2,9 @@
 ingest → DuckDB store — in points stored per second.
 
 Publishers (``--publishers`` processes, one MQTT connection each, QoS 1 with up to
-``--inflight`` messages unacknowledged) replay pre-encoded JSON messages of 20 values each,
-so that the platform, not the load generator, is measured. Ingest runs in a process of its
+``--inflight`` messages unacknowledged) replay pre-encoded MQTT packets of JSON messages of 20
+values each with a minimal client (``_mqtt.py``), so that the platform, not the load
+generator, is measured. Ingest runs in a process of its
 own, as in the platform. The figure is the points stored divided by the time from the first
 publish until ingest has applied the last accepted message. Printed beside it, as the
 baseline measured in the same run: DuckDB appending the same number of points from Arrow
@@ -41,12 +42,15 @@ def _device(n: int) -> str:
 
 
 def run_ingest(config: dict[str, Any]) -> None:
-    """Child: ingest from the broker into the store until SIGTERM."""
+    """Child: ingest from the broker into the store until SIGTERM; prints the CPU seconds
+    it used."""
+    import resource
     import signal
     from collections.abc import Iterable, Mapping
 
     from prometheus_client import CollectorRegistry
 
+    from plantwire.ids.server import run_loop
     from plantwire.observability import configure_logging
     from plantwire.telemetry.broker import BrokerEndpoint
     from plantwire.telemetry.ingest import Ingest, IngestMetrics
@@ -74,51 +78,44 @@ def run_ingest(config: dict[str, Any]) -> None:
         print("ready", flush=True)
         await task
         store.close()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"cpu {usage.ru_utime + usage.ru_stime}", flush=True)
 
-    asyncio.run(main())
+    run_loop(main())  # uvloop, as under the platform's HTTP server
 
 
 def run_publisher(config: dict[str, Any], index: int) -> None:
-    """Child: one device publishing its share of pre-encoded messages at QoS 1."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
+    """Child: one device publishing its share of pre-encoded messages at QoS 1 (a minimal
+    MQTT client, so that the load generator leaves the CPU to the platform)."""
+    from _mqtt import QoS1Publisher, publish_packet
     from plantwire.telemetry.accounts import device_username, telemetry_topic
 
     device = _device(index)
     count = config["messages"] // config["publishers"]
     base = 1_764_000_000_000
-    payloads = [
-        json.dumps(
-            {"ts": base + n, "values": {f"m{k}": n * 0.5 + k for k in range(VALUES)}}
-        ).encode()
+    topic = telemetry_topic(device)
+    packets = [
+        publish_packet(
+            topic,
+            json.dumps(
+                {"ts": base + n, "values": {f"m{k}": n * 0.5 + k for k in range(VALUES)}}
+            ).encode(),
+            n % 65_535 + 1,
+        )
         for n in range(count)
     ]
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv311)
-    client.username_pw_set(device_username(TENANT, device), PASSWORD)
-    client.max_inflight_messages_set(config["inflight"])
-    client.max_queued_messages_set(0)
-    acked = 0
-    done = threading.Event()
 
-    def on_publish(*_: Any) -> None:
-        nonlocal acked
-        acked += 1
-        if acked == count:
-            done.set()
+    async def publish() -> int:
+        client = QoS1Publisher(config["inflight"])
+        await client.connect(
+            "127.0.0.1", config["mqtt_port"], device, device_username(TENANT, device), PASSWORD
+        )
+        try:
+            return await client.publish_all(packets)
+        finally:
+            await client.close()
 
-    client.on_publish = on_publish
-    client.connect("127.0.0.1", config["mqtt_port"], keepalive=60)
-    client.loop_start()
-    topic = telemetry_topic(device)
-    for payload in payloads:
-        client.publish(topic, payload, qos=1)
-    done.wait(600)
-    client.disconnect()
-    client.loop_stop()
-    print(acked, flush=True)
+    print(asyncio.run(publish()), flush=True)
 
 
 # --- the measurement -------------------------------------------------------------------------
@@ -237,7 +234,8 @@ def main() -> None:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
             ingest.terminate()
-            ingest.communicate(timeout=60)
+            out, _ = ingest.communicate(timeout=60)
+            cpu = float(out.split()[-1])
         finally:
             broker.stop()
         with DuckDBStore(Path(config["store"])) as store:
@@ -252,6 +250,11 @@ def main() -> None:
         f"ingest end to end (JSON, {VALUES} values/msg)  {rate:12,.0f} points/s   "
         f"{rate / raw:.2f}x   ({stored_points / VALUES / elapsed:,.0f} msg/s; publishing took "
         f"{published:.1f} s, all applied after {elapsed:.1f} s)",
+        flush=True,
+    )
+    print(
+        f"   ingest process CPU {cpu:.1f} s: {cpu / stored_points * 1e6:.2f} µs per point, "
+        f"{cpu / (stored_points / VALUES) * 1e6:.0f} µs per message (start-up included)",
         flush=True,
     )
     print(

@@ -50,6 +50,25 @@ def _round_trip(batch: PointBatch) -> list[tuple[Value, ValueKind, int]]:
     ]
 
 
+def test_a_sample_is_the_same_as_its_points_one_by_one() -> None:
+    """``add_sample`` (ingest's fast path) and ``add`` build the same table, mixing the two
+    and sharing series between them."""
+    values: dict[str, Value] = {f"m{n}": value for n, (value, _) in enumerate(SAMPLES)}
+    one_by_one, sampled = PointBatch(), PointBatch()
+    for ts in (1_000, 2_000):
+        for device in ("d1", "d2"):
+            for metric, value in values.items():
+                one_by_one.add("t", device, metric, ts, value, Quality.UNCERTAIN)
+    sampled.add("t", "d1", "m0", 1_000, values["m0"], Quality.UNCERTAIN)
+    sampled.add_sample("t", "d1", 1_000, dict(list(values.items())[1:]), Quality.UNCERTAIN)
+    sampled.add_sample("t", "d2", 1_000, values, Quality.UNCERTAIN)
+    sampled.add_sample("t", "d1", 2_000, values, Quality.UNCERTAIN)
+    sampled.add_sample("t", "d2", 2_000, values, Quality.UNCERTAIN)
+    assert sampled.keys == one_by_one.keys
+    ids = list(range(1, len(sampled.keys) + 1))
+    assert sampled.to_arrow(ids).equals(one_by_one.to_arrow(ids))
+
+
 def test_every_kind_round_trips() -> None:
     batch = PointBatch()
     for n, (value, _) in enumerate(SAMPLES):

@@ -207,9 +207,10 @@ async def test_a_crash_between_commit_and_ack_writes_nothing_twice(
     publish(accounts, TENANT_A, PRESS, *(json.dumps({"t": n}).encode() for n in range(5)))
     subscription = await ingest.open_consumer(js, 1)
     batch = await subscription.fetch(5, timeout=5)
-    points, letters, _ = await ingest._decode(batch)
-    assert not letters
-    assert await ingest._store(points, batch[-1].metadata.sequence.stream, asyncio.Event())
+    prepared = await ingest.prepare(js, batch, 1)
+    assert len(prepared.run) == 5
+    assert prepared.last == batch[-1].metadata.sequence.stream
+    assert await ingest._store(prepared.points, prepared.last, asyncio.Event())
     await client.close()  # "crashed": stored and committed, never acked
     assert stored(store, TENANT_A, PRESS, "t") == [0.0, 1.0, 2.0, 3.0, 4.0]
 

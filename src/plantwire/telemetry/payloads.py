@@ -24,13 +24,16 @@ __all__ = [
     "MAX_STRING",
     "PayloadError",
     "Point",
+    "Sample",
     "Value",
     "decode_json",
+    "decode_samples",
     "typed_value",
 ]
 
 Value = float | int | bool | str
 Point = tuple[str, int, Value]  # metric, epoch milliseconds (UTC), value
+Sample = tuple[int, dict[str, Value]]  # epoch milliseconds (UTC), {metric: value}
 
 MAX_POINTS = 10_000  # per message
 MAX_METRIC_NAME = 200
@@ -65,6 +68,19 @@ def decode_json(
     and bounds how far in the future a timestamp may be. ``declared`` maps metric names to
     their declared data type (``float``, ``int``, ``bool``, ``string``); a value of another
     type is refused. Metrics not declared take any value type."""
+    samples = decode_samples(payload, arrived_ms, declared=declared, max_future_ms=max_future_ms)
+    return [(metric, ts, value) for ts, values in samples for metric, value in values.items()]
+
+
+def decode_samples(
+    payload: bytes,
+    arrived_ms: int,
+    *,
+    declared: Mapping[str, str] | None = None,
+    max_future_ms: int = MAX_FUTURE_MS,
+) -> list[Sample]:
+    """`decode_json` as samples: (epoch milliseconds, {metric: value}) in the order given,
+    the form ingest stores without building a tuple per point."""
     try:
         document = json.loads(payload, parse_constant=_no_constants)
     except PayloadError:
@@ -72,24 +88,25 @@ def decode_json(
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise PayloadError("json", f"not JSON: {error}") from None
     latest = arrived_ms + max_future_ms
-    points: list[Point] = []
+    samples: list[Sample] = []
     if isinstance(document, list):
         if not document:
             raise PayloadError("shape", "an empty list holds no samples")
+        count = 0
         for sample in document:
             if not isinstance(sample, dict) or "values" not in sample:
                 raise PayloadError("shape", 'each item of a list needs "ts" and "values"')
-            _sample(sample, arrived_ms, latest, declared, points)
+            count = _sample(sample, arrived_ms, latest, declared, samples, count)
     elif isinstance(document, dict):
         if "values" in document and isinstance(document["values"], dict):
-            _sample(document, arrived_ms, latest, declared, points)
+            count = _sample(document, arrived_ms, latest, declared, samples, 0)
         else:
-            _values(document, arrived_ms, declared, points)
+            count = _values(document, arrived_ms, declared, samples, 0)
     else:
         raise PayloadError("shape", "a message is an object or a list of objects")
-    if not points:
+    if not count:
         raise PayloadError("shape", "the message holds no values")
-    return points
+    return samples
 
 
 def _sample(
@@ -97,31 +114,64 @@ def _sample(
     arrived_ms: int,
     latest: int,
     declared: Mapping[str, str] | None,
-    points: list[Point],
-) -> None:
-    extra = set(sample) - {"ts", "values"}
-    if extra:
+    samples: list[Sample],
+    count: int,
+) -> int:
+    if len(sample) > 2 or (len(sample) == 2 and "ts" not in sample):
+        extra = set(sample) - {"ts", "values"}
         raise PayloadError("shape", f"unknown keys beside ts and values: {sorted(extra)[:5]}")
     values = sample["values"]
     if not isinstance(values, dict):
         raise PayloadError("shape", '"values" must be an object of metric: value')
     ts = _timestamp(sample["ts"], latest) if "ts" in sample else arrived_ms
-    _values(values, ts, declared, points)
+    return _values(values, ts, declared, samples, count)
 
 
 def _values(
-    values: dict[str, Any], ts: int, declared: Mapping[str, str] | None, points: list[Point]
-) -> None:
-    if len(points) + len(values) > MAX_POINTS:
+    values: dict[str, Any],
+    ts: int,
+    declared: Mapping[str, str] | None,
+    samples: list[Sample],
+    count: int,
+) -> int:
+    """Check and type one sample's values (the common case, a float of a metric seen
+    before, takes a dict lookup and two type checks); the running count of points."""
+    count += len(values)
+    if count > MAX_POINTS:
         raise PayloadError("size", f"more than {MAX_POINTS} values in one message")
+    typed: dict[str, Value] | None = None  # a copy, once a value changes type (int → float)
     for metric, value in values.items():
-        if not metric or len(metric) > MAX_METRIC_NAME or not _CONTROL.isdisjoint(metric):
-            shown = json.dumps(metric[:40])
-            raise PayloadError(
-                "metric", f"metric name {shown} must be 1-{MAX_METRIC_NAME} printable characters"
-            )
-        wanted = declared.get(metric) if declared is not None else None
-        points.append((metric, ts, typed_value(metric, value, wanted)))
+        if metric not in _good_names:
+            _check_name(metric)
+        wanted = declared.get(metric) if declared else None
+        if type(value) is float and _isfinite(value) and wanted in (None, "float"):
+            continue
+        stored = typed_value(metric, value, wanted)
+        if stored is not value:
+            if typed is None:
+                typed = dict(values)
+            typed[metric] = stored
+    if values:
+        samples.append((ts, typed if typed is not None else values))
+    return count
+
+
+#: Metric names seen valid (checking each character of every name of every message is a
+#: measurable share of ingest); forgotten when it grows past a bound.
+_good_names: set[str] = set()
+_GOOD_NAMES_MAX = 100_000
+_isfinite = math.isfinite
+
+
+def _check_name(metric: str) -> None:
+    if not metric or len(metric) > MAX_METRIC_NAME or not _CONTROL.isdisjoint(metric):
+        shown = json.dumps(metric[:40])
+        raise PayloadError(
+            "metric", f"metric name {shown} must be 1-{MAX_METRIC_NAME} printable characters"
+        )
+    if len(_good_names) >= _GOOD_NAMES_MAX:
+        _good_names.clear()
+    _good_names.add(metric)
 
 
 def typed_value(metric: str, value: Any, declared: str | None) -> Value:

@@ -9,7 +9,7 @@ use are all-null, which Arrow, DuckDB and Parquet store in next to nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -76,10 +76,21 @@ class PointBatch:
     ``add_numbers`` takes a run of float values of one series at once, as Arrow arrays or
     sequences. Timestamps are epoch microseconds (int) or datetimes."""
 
-    __slots__ = ("_chunks", "_key", "_keys", "_kind", "_num", "_quality", "_sparse", "_ts")
+    __slots__ = (
+        "_chunks",
+        "_devices",
+        "_key",
+        "_keys",
+        "_kind",
+        "_num",
+        "_quality",
+        "_sparse",
+        "_ts",
+    )
 
     def __init__(self) -> None:
         self._keys: dict[SeriesKey, int] = {}
+        self._devices: dict[tuple[str, str], dict[str, int]] = {}  # metric → key, by device
         self._key: list[int] = []
         self._ts: list[int] = []
         self._quality: list[int] = []
@@ -114,7 +125,40 @@ class PointBatch:
         value: Value,
         quality: Quality = Quality.GOOD,
     ) -> None:
-        row = len(self._key)
+        self._add_value(len(self._key), value)
+        self._key.append(self._key_index(tenant, device, metric))
+        self._ts.append(ts if type(ts) is int else to_micros(ts))  # type: ignore[arg-type]
+        self._quality.append(quality)
+
+    def add_sample(
+        self,
+        tenant: str,
+        device: str,
+        ts: int,
+        values: Mapping[str, Value],
+        quality: Quality = Quality.GOOD,
+    ) -> None:
+        """The values of one device at one time (epoch microseconds): ``add`` for each,
+        without a key tuple and a call per point (ingest's hot path)."""
+        metrics = self._devices.get((tenant, device))
+        if metrics is None:
+            metrics = self._devices[(tenant, device)] = {}
+        keys, kinds, nums = self._key, self._kind, self._num
+        for metric, value in values.items():
+            index = metrics.get(metric)
+            if index is None:
+                index = metrics[metric] = self._key_index(tenant, device, metric)
+            if type(value) is float:
+                kinds.append(_FLOAT)
+                nums.append(value)
+            else:
+                self._add_value(len(keys), value)
+            keys.append(index)
+        self._ts.extend([ts] * len(values))
+        self._quality.extend([quality] * len(values))
+
+    def _add_value(self, row: int, value: Value) -> None:
+        """The kind and numeric column of one value, and its exact form where kept."""
         kind = type(value)
         if kind is float:
             self._kind.append(_FLOAT)
@@ -128,9 +172,6 @@ class PointBatch:
             self._sparse.append((row, ValueKind.INT, value))
         else:
             self._add_other(row, value)
-        self._key.append(self._key_index(tenant, device, metric))
-        self._ts.append(ts if type(ts) is int else to_micros(ts))  # type: ignore[arg-type]
-        self._quality.append(quality)
 
     def _add_other(self, row: int, value: Value) -> None:
         stored: Any

@@ -50,6 +50,15 @@ def test_a_flat_message_may_name_a_metric_values_if_it_is_not_an_object() -> Non
     assert decode({"values": 3, "ts": 5}) == [("values", NOW, 3), ("ts", NOW, 5)]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-32"])
+def test_json_in_any_of_its_encodings(encoding: str) -> None:
+    text = json.dumps({"ts": 1_700_000_000_000, "values": {"t": 21.5, "ü": "läuft"}})
+    assert decode_json(text.encode(encoding), NOW) == [
+        ("t", 1_700_000_000_000, 21.5),
+        ("ü", 1_700_000_000_000, "läuft"),
+    ]
+
+
 def test_declared_types_are_enforced() -> None:
     declared = {"t": "float", "n": "int", "on": "bool", "s": "string"}
     assert decode({"t": 1, "n": 2, "on": False, "s": "x", "other": "y"}, declared=declared) == [

@@ -57,6 +57,20 @@ def _no_constants(name: str) -> Any:
     raise PayloadError("value", f"{name} is not a number JSON allows")
 
 
+#: One decoder for every message (json.loads with an option builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def _parse(payload: bytes) -> Any:
+    try:
+        text = payload.decode()
+    except UnicodeDecodeError:
+        text = None
+    if text is None or text.startswith("\ufeff"):  # UTF-16/32, a byte order mark
+        return json.loads(payload, parse_constant=_no_constants)  # finds the encoding
+    return _DECODER.decode(text)
+
+
 def decode_json(
     payload: bytes,
     arrived_ms: int,
@@ -82,7 +96,7 @@ def decode_samples(
     """`decode_json` as samples: (epoch milliseconds, {metric: value}) in the order given,
     the form ingest stores without building a tuple per point."""
     try:
-        document = json.loads(payload, parse_constant=_no_constants)
+        document = _parse(payload)
     except PayloadError:
         raise
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +15,7 @@ from plantwire.config import ConfigError, Settings, load_settings
 from plantwire.security.schemas import MIN_PASSWORD_LENGTH
 
 if TYPE_CHECKING:
+    from plantwire.telemetry.accounts import TenantAccount
     from plantwire.telemetry.broker import BundledBroker
 
 __all__ = ["app", "main"]
@@ -188,14 +189,14 @@ def _without_secrets(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _start_broker(settings: Settings) -> BundledBroker:
-    """Start the bundled broker (or adopt the one a killed run left); print where devices
-    and the platform reach it."""
+def _start_broker(settings: Settings, tenants: Sequence[TenantAccount] = ()) -> BundledBroker:
+    """Start the bundled broker admitting ``tenants`` (or adopt the one a killed run left,
+    and give it those); print where devices and the platform reach it."""
     from plantwire.telemetry.broker import BrokerError, BundledBroker
 
     with _operator_errors(BrokerError):
         broker = BundledBroker.from_settings(settings)
-        broker.start()
+        broker.start(tenants)
     how = "reused the running" if broker.reused else "started"
     typer.echo(f"  broker:  {how} nats-server (pid {broker.pid})")
     typer.echo(f"  MQTT:    {broker.mqtt_url}    NATS: {broker.endpoint.url}")
@@ -246,7 +247,13 @@ def up(
     )
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
     if settings.broker_url is None:
-        platform.broker = _start_broker(settings)  # the app's shutdown stops it
+        # with the registry's devices from the start: a broker a killed run left serves
+        # them still, and JetStream holds their tenants' MQTT sessions
+        from plantwire.telemetry.devices import broker_accounts
+
+        with _operator_errors(), platform.sessions() as session:
+            tenants = broker_accounts(session)
+        platform.broker = _start_broker(settings, tenants)  # the app's shutdown stops it
     else:
         typer.echo(
             f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"

@@ -219,7 +219,7 @@ def up(
 
     from plantwire.app import create_app
     from plantwire.datadir import DataDirError, read_format
-    from plantwire.lifecycle import build_platform, prepare
+    from plantwire.lifecycle import build_platform, open_store, prepare
     from plantwire.observability import configure_logging
 
     settings = _settings(
@@ -238,6 +238,9 @@ def up(
         else:
             prepare(settings)
         platform = build_platform(settings)
+        # first the store, which one process holds: so a broker the pid file names is one
+        # a dead run left, never the broker of a platform serving this data dir
+        platform.store = open_store(settings)
     scheme = "https" if settings.tls_enabled else "http"
     base = f"{scheme}://{settings.http_host}:{settings.http_port}"
     typer.echo(f"plantwire {__version__} serving on {base}")
@@ -246,19 +249,19 @@ def up(
         """-d '{"username": "admin", "password": "..."}'"""
     )
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
-    if settings.broker_url is None:
-        # with the registry's devices from the start: a broker a killed run left serves
-        # them still, and JetStream holds their tenants' MQTT sessions
-        from plantwire.telemetry.devices import broker_accounts
-
-        with _operator_errors(), platform.sessions() as session:
-            tenants = broker_accounts(session)
-        platform.broker = _start_broker(settings, tenants)  # the app's shutdown stops it
-    else:
-        typer.echo(
-            f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
-        )
     try:
+        if settings.broker_url is None:
+            # with the registry's devices from the start: a broker a killed run left serves
+            # them still, and JetStream holds their tenants' MQTT sessions
+            from plantwire.telemetry.devices import broker_accounts
+
+            with _operator_errors(), platform.sessions() as session:
+                tenants = broker_accounts(session)
+            platform.broker = _start_broker(settings, tenants)  # the app's shutdown stops it
+        else:
+            typer.echo(
+                f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
+            )
         with _operator_errors(DataDirError):
             application = create_app(settings, platform)
             uvicorn.run(
@@ -274,6 +277,8 @@ def up(
     finally:  # when uvicorn returns at all (it did not start; no signal to re-raise)
         if platform.broker is not None:
             platform.broker.stop()
+        if platform.store is not None:  # the app's shutdown closes it once the app ran
+            platform.store.close()
 
 
 @app.command("broker")

@@ -287,6 +287,25 @@ def test_up_initialises_a_fresh_data_dir(tmp_path: Path) -> None:
     assert (data / FORMAT_FILE).exists()
 
 
+def test_a_second_up_on_a_served_data_dir_leaves_the_first_and_its_broker_alone(
+    tmp_path: Path,
+) -> None:
+    """The second stops at the store, which one platform holds, before it would take the
+    first one's broker for a leftover (the pid file names it) and reload or stop it."""
+    data = tmp_path / "d"
+    ports = broker_port_env()
+    with serving("--data-dir", str(data), env=ports) as url:
+        config = (data / "broker" / "nats.conf").read_text()
+        broker = int((data / "broker" / "nats.pid").read_text())
+        quiet = {**ports, "PLANTWIRE_LOG_LEVEL": "warning"}  # the message alone on stderr
+        second = run("up", "--data-dir", str(data), "--http-port", "0", env=quiet)
+        assert_operator_error(second, "is another plantwire running on this data dir?")
+        assert "broker:" not in second.stdout
+        assert (data / "broker" / "nats.conf").read_text() == config  # not reloaded
+        assert psutil.pid_exists(broker)
+        assert httpx.get(f"{url}/readyz").status_code == 200
+
+
 def test_https(tmp_path: Path) -> None:
     ca = trustme.CA()
     certificate = ca.issue_cert("127.0.0.1", "localhost")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +15,7 @@ from plantwire.config import ConfigError, Settings, load_settings
 from plantwire.security.schemas import MIN_PASSWORD_LENGTH
 
 if TYPE_CHECKING:
+    from plantwire.telemetry.accounts import TenantAccount
     from plantwire.telemetry.broker import BundledBroker
 
 __all__ = ["app", "main"]
@@ -188,14 +189,14 @@ def _without_secrets(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _start_broker(settings: Settings) -> BundledBroker:
-    """Start the bundled broker (or adopt the one a killed run left); print where devices
-    and the platform reach it."""
+def _start_broker(settings: Settings, tenants: Sequence[TenantAccount] = ()) -> BundledBroker:
+    """Start the bundled broker admitting ``tenants`` (or adopt the one a killed run left,
+    and give it those); print where devices and the platform reach it."""
     from plantwire.telemetry.broker import BrokerError, BundledBroker
 
     with _operator_errors(BrokerError):
         broker = BundledBroker.from_settings(settings)
-        broker.start()
+        broker.start(tenants)
     how = "reused the running" if broker.reused else "started"
     typer.echo(f"  broker:  {how} nats-server (pid {broker.pid})")
     typer.echo(f"  MQTT:    {broker.mqtt_url}    NATS: {broker.endpoint.url}")
@@ -218,7 +219,7 @@ def up(
 
     from plantwire.app import create_app
     from plantwire.datadir import DataDirError, read_format
-    from plantwire.lifecycle import build_platform, prepare
+    from plantwire.lifecycle import build_platform, open_store, prepare
     from plantwire.observability import configure_logging
 
     settings = _settings(
@@ -237,6 +238,9 @@ def up(
         else:
             prepare(settings)
         platform = build_platform(settings)
+        # first the store, which one process holds: so a broker the pid file names is one
+        # a dead run left, never the broker of a platform serving this data dir
+        platform.store = open_store(settings)
     scheme = "https" if settings.tls_enabled else "http"
     base = f"{scheme}://{settings.http_host}:{settings.http_port}"
     typer.echo(f"plantwire {__version__} serving on {base}")
@@ -245,13 +249,19 @@ def up(
         """-d '{"username": "admin", "password": "..."}'"""
     )
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
-    if settings.broker_url is None:
-        platform.broker = _start_broker(settings)  # the app's shutdown stops it
-    else:
-        typer.echo(
-            f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
-        )
     try:
+        if settings.broker_url is None:
+            # with the registry's devices from the start: a broker a killed run left serves
+            # them still, and JetStream holds their tenants' MQTT sessions
+            from plantwire.telemetry.devices import broker_accounts
+
+            with _operator_errors(), platform.sessions() as session:
+                tenants = broker_accounts(session)
+            platform.broker = _start_broker(settings, tenants)  # the app's shutdown stops it
+        else:
+            typer.echo(
+                f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
+            )
         with _operator_errors(DataDirError):
             application = create_app(settings, platform)
             uvicorn.run(
@@ -267,6 +277,8 @@ def up(
     finally:  # when uvicorn returns at all (it did not start; no signal to re-raise)
         if platform.broker is not None:
             platform.broker.stop()
+        if platform.store is not None:  # the app's shutdown closes it once the app ran
+            platform.store.close()
 
 
 @app.command("broker")

@@ -1,5 +1,7 @@
-"""Sparkplug B: the payload codec, topics and subjects, and what the store keeps of a metric
-(sans-I/O). The host application that runs on them comes next (see docs/telemetry.md)."""
+"""Sparkplug B, sans-I/O: the payload codec (`codec`, `model`; re-exported here), topics and
+their NATS subjects (`topics`), and what the time-series store keeps of a metric (`points`,
+not imported here: it pulls in the store). The host application that runs on them comes
+next (docs/telemetry.md, "Sparkplug B")."""
 
 from plantwire.telemetry.sparkplug.codec import (
     MAX_DEPTH,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,12 +36,14 @@ def test_any_bytes_decode_or_are_refused_with_a_reason(data: bytes) -> None:
     _decodes_or_refuses(data)
 
 
+@pytest.mark.slow
 @SLOW
 @given(payloads)
 def test_any_valid_payload_round_trips(payload: Payload) -> None:
     assert decode_payload(encode_payload(payload)) == payload
 
 
+@pytest.mark.slow
 @SLOW
 @given(payloads, st.data())
 def test_damaged_payloads_decode_or_are_refused(payload: Payload, data: st.DataObject) -> None:

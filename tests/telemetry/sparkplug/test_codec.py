@@ -395,10 +395,33 @@ def _property(**fields: Any) -> bytes:
     )
 
 
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"int_value": 500}, PropertyValue(T.Int32, 500)),
+        ({"int_value": 2**32 - 1}, PropertyValue(T.Int32, -1)),
+        ({"long_value": 2**64 - 2}, PropertyValue(T.Int64, -2)),
+        ({"float_value": 0.5}, PropertyValue(T.Float, 0.5)),
+        ({"double_value": 0.1}, PropertyValue(T.Double, 0.1)),
+        ({"boolean_value": True}, PropertyValue(T.Boolean, True)),
+        ({"string_value": "°C"}, PropertyValue(T.String, "°C")),
+        ({"propertyset_value": {}}, PropertyValue(T.PropertySet, {})),
+        ({"propertysets_value": {}}, PropertyValue(T.PropertySetList, [])),
+    ],
+)
+def test_properties_without_a_type_take_their_field_s(
+    fields: dict[str, Any], expected: PropertyValue
+) -> None:
+    """Outside births a property may come without its type (the Quality in an NDATA, say)."""
+    assert decode_payload(_property(**fields)).metrics[0].properties == {"p": expected}
+
+
 def test_bad_properties_datasets_and_templates_are_refused() -> None:
     assert reason(_property(type=T.Int32)) == "value"  # neither null nor a value
     assert reason(_property(type=T.Template, int_value=1)) == "datatype"
-    assert reason(_property(type=0, int_value=1)) == "datatype"
+    assert reason(_property(type=0)) == "datatype"  # no type, no value
+    assert reason(_property(type=0, is_null=True)) == "datatype"
+    assert reason(_property(type=0, extension_value={})) == "datatype"
     assert reason(_property(type=T.PropertySet, int_value=1)) == "datatype"
     assert reason(_property(type=T.String, int_value=1)) == "datatype"
     assert reason(_property(type=T.Int8, int_value=300)) == "value"

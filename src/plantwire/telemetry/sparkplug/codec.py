@@ -23,6 +23,9 @@ reason         the payload …
                templates or property sets nested deeper than `MAX_DEPTH`
 =============  ==========================================================================
 
+A property sent without a type (the specification requires one in births only) takes the
+type its value's field implies: Int32 for ``int_value`` (the Quality property's type), Int64
+for ``long_value``, and Float, Double, Boolean, String, PropertySet or PropertySetList.
 Integers and where they travel: `plantwire.telemetry.sparkplug.scalars`; arrays:
 `plantwire.telemetry.sparkplug.arrays`. Metrics without a data type (allowed outside births)
 take theirs from ``datatypes``, by alias and then by name, as the edge node's birth
@@ -74,6 +77,18 @@ MAX_METRICS = 10_000  # per payload, template members included
 MAX_DEPTH = 16  # templates in templates, property sets in property sets
 
 _BLOB_TYPES = frozenset({DataType.Bytes, DataType.File})
+#: the type of a property sent without one (allowed outside births), by its value's field;
+#: Int32 for int_value is what the Quality property is
+_PROPERTY_FIELD_TYPES = {
+    "int_value": DataType.Int32,
+    "long_value": DataType.Int64,
+    "float_value": DataType.Float,
+    "double_value": DataType.Double,
+    "boolean_value": DataType.Boolean,
+    "string_value": DataType.String,
+    "propertyset_value": DataType.PropertySet,
+    "propertysets_value": DataType.PropertySetList,
+}
 _META_TEXT = ("content_type", "file_name", "file_type", "md5", "description")
 _META_NUMBERS = ("size", "seq")
 
@@ -246,12 +261,15 @@ class _Decoder:
         return result
 
     def property_value(self, proto: pb.Payload.PropertyValue, depth: int) -> PropertyValue:
-        datatype = datatype_of(proto.type)
+        which = proto.WhichOneof("value")
+        if proto.type or which is None:
+            datatype = datatype_of(proto.type)
+        else:  # a type is required in births only: take the one the value's field implies
+            datatype = _PROPERTY_FIELD_TYPES.get(which, DataType.Unknown)
         if datatype not in PROPERTY_TYPES:
             raise PayloadError("datatype", f"{datatype.name} is not a property's type")
         if proto.is_null:
             return PropertyValue(datatype, None)
-        which = proto.WhichOneof("value")
         if which is None:
             raise PayloadError("value", "no value, and it is not null")
         if datatype is DataType.PropertySet:

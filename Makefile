@@ -5,13 +5,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo-data
 
-.PHONY: demo test check lint format typecheck bench clean
+PROTO := src/plantwire/telemetry/sparkplug/sparkplug_b.proto
+
+.PHONY: demo test check lint format typecheck bench clean proto
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "plantwire needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# pysparkplug (Sparkplug B interoperability tests) pins paho-mqtt<2 for a client the tests
+	# do not use; the broker tests need paho-mqtt 2, so it comes without its dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps 'pysparkplug==0.6.1'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,6 +39,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict
 
 check: lint typecheck test
+
+# Regenerates the Sparkplug B protobuf module (checked in; a test compares it with protoc's).
+proto: $(STAMP)
+	$(BIN)/protoc --proto_path=src --python_out=src --pyi_out=src $(PROTO)
 
 bench: $(STAMP)
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

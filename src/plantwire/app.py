@@ -38,8 +38,10 @@ from plantwire.telemetry.broker import broker_endpoint
 from plantwire.telemetry.command_routes import router as commands_router
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.deadletter_routes import router as dead_letters_router
-from plantwire.telemetry.devices import RegistryDevices, broker_follower, tenant_ids
+from plantwire.telemetry.devices import RegistryDevices, broker_follower
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
+from plantwire.telemetry.retention import retention_plans
+from plantwire.telemetry.retention_routes import router as retention_router
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.store import StoreError
 from plantwire.telemetry.upkeep import Retention, UpkeepMetrics, maintain_periodically
@@ -72,11 +74,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         follow()
 
     upkeep_metrics = UpkeepMetrics(platform.metrics)
-    retention = None
-    if settings.telemetry_retention_days is not None:
-        retention = Retention(
-            partial(tenant_ids, platform.sessions), settings.telemetry_retention_days
-        )
+    retention = Retention(
+        partial(retention_plans, platform.sessions, settings.telemetry_retention_days)
+    )
     endpoint = (
         platform.broker.endpoint if platform.broker is not None else broker_endpoint(settings)
     )
@@ -146,6 +146,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(telemetry_router)
     app.include_router(dead_letters_router)
     app.include_router(commands_router)
+    app.include_router(retention_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     if platform.store is None:

@@ -35,6 +35,7 @@ from plantwire.security.routes import router as security_router
 from plantwire.telemetry.api import router as telemetry_router
 from plantwire.telemetry.backup_requests import serve_backup_requests
 from plantwire.telemetry.broker import broker_endpoint
+from plantwire.telemetry.broker_metrics import BrokerMetrics, poll_periodically
 from plantwire.telemetry.command_routes import router as commands_router
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.deadletter_routes import router as dead_letters_router
@@ -80,6 +81,12 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     endpoint = (
         platform.broker.endpoint if platform.broker is not None else broker_endpoint(settings)
     )
+    broker_metrics = None  # an external broker's monitoring port is not ours to know
+    if platform.broker is not None:
+        broker_metrics = BrokerMetrics.on_port(
+            platform.broker.options.monitor_port, settings.broker_metrics_max_accounts
+        )
+        platform.metrics.register(broker_metrics)
     ingest_metrics = IngestMetrics(platform.metrics)
     platform.commands = CommandWatch(platform.sessions)
     stop_ingest = asyncio.Event()
@@ -98,6 +105,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                     )
                     background.start_soon(
                         serve_backup_requests, platform.store, settings.data_dir / TELEMETRY_DIR
+                    )
+                if broker_metrics is not None:
+                    background.start_soon(
+                        poll_periodically, broker_metrics, settings.broker_metrics_seconds
                     )
                 if platform.store is not None and endpoint is not None:
                     platform.ingest = Ingest(

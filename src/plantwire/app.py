@@ -35,11 +35,14 @@ from plantwire.security.routes import router as security_router
 from plantwire.telemetry.api import router as telemetry_router
 from plantwire.telemetry.backup_requests import serve_backup_requests
 from plantwire.telemetry.broker import broker_endpoint
+from plantwire.telemetry.broker_metrics import BrokerMetrics, poll_periodically
 from plantwire.telemetry.command_routes import router as commands_router
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.deadletter_routes import router as dead_letters_router
-from plantwire.telemetry.devices import RegistryDevices, broker_follower, tenant_ids
+from plantwire.telemetry.devices import RegistryDevices, broker_follower
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
+from plantwire.telemetry.retention import retention_plans
+from plantwire.telemetry.retention_routes import router as retention_router
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.store import StoreError
 from plantwire.telemetry.upkeep import Retention, UpkeepMetrics, maintain_periodically
@@ -72,14 +75,18 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         follow()
 
     upkeep_metrics = UpkeepMetrics(platform.metrics)
-    retention = None
-    if settings.telemetry_retention_days is not None:
-        retention = Retention(
-            partial(tenant_ids, platform.sessions), settings.telemetry_retention_days
-        )
+    retention = Retention(
+        partial(retention_plans, platform.sessions, settings.telemetry_retention_days)
+    )
     endpoint = (
         platform.broker.endpoint if platform.broker is not None else broker_endpoint(settings)
     )
+    broker_metrics = None  # an external broker's monitoring port is not ours to know
+    if platform.broker is not None:
+        broker_metrics = BrokerMetrics.on_port(
+            platform.broker.options.monitor_port, settings.broker_metrics_max_accounts
+        )
+        platform.metrics.register(broker_metrics)
     ingest_metrics = IngestMetrics(platform.metrics)
     platform.commands = CommandWatch(platform.sessions)
     stop_ingest = asyncio.Event()
@@ -98,6 +105,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                     )
                     background.start_soon(
                         serve_backup_requests, platform.store, settings.data_dir / TELEMETRY_DIR
+                    )
+                if broker_metrics is not None:
+                    background.start_soon(
+                        poll_periodically, broker_metrics, settings.broker_metrics_seconds
                     )
                 if platform.store is not None and endpoint is not None:
                     platform.ingest = Ingest(
@@ -146,6 +157,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(telemetry_router)
     app.include_router(dead_letters_router)
     app.include_router(commands_router)
+    app.include_router(retention_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     if platform.store is None:

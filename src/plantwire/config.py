@@ -109,6 +109,19 @@ class Settings(BaseSettings):
     broker_tenant_max_store_bytes: int = Field(
         1024 * 1024 * 1024, ge=0, description="JetStream file storage each tenant account may use."
     )
+    broker_metrics_seconds: int = Field(
+        5,
+        ge=1,
+        le=3600,
+        description="Seconds between two reads of the bundled broker's counts for /metrics.",
+    )
+    broker_metrics_max_accounts: int = Field(
+        100,
+        ge=0,
+        le=1_000_000,
+        description="Export the broker's per-tenant-account counts while there are at most "
+        "this many tenants (one series each); above it, only the total.",
+    )
     store_maintenance_seconds: int = Field(
         60,
         ge=1,

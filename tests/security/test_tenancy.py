@@ -186,7 +186,9 @@ def _example(document: dict[str, Any], schema: dict[str, Any], where: str) -> An
         return [_example(document, schema.get("items", {}), f"{where}[]")]
     if kind == "boolean":
         return True
-    if kind in ("integer", "number"):
+    if kind == "integer":  # FastAPI's document writes integer bounds as floats (1.0)
+        return int(schema.get("default", schema.get("minimum", 1)))
+    if kind == "number":
         return schema.get("default", schema.get("minimum", 1))
     if kind == "string":
         if schema.get("format") == "date-time":
@@ -235,7 +237,11 @@ def _b_state(client: TestClient, seed: Seed) -> dict[str, Any]:
         headers=admin,
     )
     prefixes = client.get("/api/v1/ids/prefixes", headers=admin)
-    for response in (tenant, users, tokens, prefixes):
+    devices = client.get(
+        "/api/v1/devices", params={"tenant": tenant_b, "limit": 1000}, headers=admin
+    )
+    retention = client.get(f"/api/v1/tenants/{tenant_b}/telemetry/retention", headers=admin)
+    for response in (tenant, users, tokens, prefixes, devices, retention):
         assert response.status_code == 200, response.text
     with platform_of(client).sessions() as session:
         hashes = dict(
@@ -254,6 +260,8 @@ def _b_state(client: TestClient, seed: Seed) -> dict[str, Any]:
         "password_hashes": hashes,
         "token_rows": token_rows,
         "prefixes": [p for p in prefixes.json()["items"] if p["tenant_id"] == tenant_b],
+        "devices": devices.json()["items"],
+        "retention": retention.json(),
     }
 
 

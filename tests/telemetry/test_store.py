@@ -269,6 +269,12 @@ def _sealed_files(store: DuckDBStore) -> list[Path]:
     return sorted((store.directory / "sealed").rglob("*.parquet"))
 
 
+def _tenant_files(store: DuckDBStore, folder: str) -> list[Path]:
+    """Sealed files of one tenant (its folder is ``t<number>``), oldest day first."""
+    root = store.directory / "sealed"
+    return [p for p in _sealed_files(store) if p.relative_to(root).parts[0] == folder]
+
+
 def test_retention_unlinks_whole_days_and_gives_the_disk_back(store: DuckDBStore) -> None:
     for day in range(3):
         store.append(seconds_of("acme", "d", "m", DAY + timedelta(days=day), 20_000))
@@ -309,6 +315,34 @@ def test_device_retention_rewrites_the_files_without_that_device(store: DuckDBSt
     assert [p.device for p in store.latest("acme", "gone")] == ["gone"]  # its newest point is kept
     assert store.drop_before("acme", END, device="never-seen") == 0
     assert store.drop_before("nobody", END) == 0
+
+
+def test_tenant_retention_keeps_the_devices_with_a_retention_of_their_own(
+    store: DuckDBStore,
+) -> None:
+    store.append(seconds_of("acme", "follows", "m", DAY, 30_000))
+    store.append(seconds_of("acme", "own", "m", DAY, 10_000))
+    store.append(seconds_of("acme", "follows", "m", DAY + timedelta(days=1), 20_000))
+    store.append(seconds_of("globex", "follows", "m", DAY, 500))
+    store.seal(END)
+    shared, alone = _tenant_files(store, "t1")  # acme's two days
+    before = store.disk_usage("acme").sealed_bytes
+
+    dropped = store.drop_before("acme", DAY + timedelta(days=2), keep={"own", "never-seen"})
+    assert dropped == 50_000
+    assert not shared.exists()  # rewritten with "own" alone
+    assert not alone.exists()  # held nothing that stays: unlinked whole
+    [rewritten] = _tenant_files(store, "t1")
+    assert store.disk_usage("acme").sealed_bytes == rewritten.stat().st_size < before / 2
+    assert len(store.raw("acme", "own", "m", DAY, END, limit=10_000).points) == 10_000
+    assert store.raw("acme", "follows", "m", DAY, END).points == []
+    assert _all_points(store, "globex") == 500
+
+    # Applied again, nothing is left to drop and nothing is rewritten.
+    assert store.drop_before("acme", DAY + timedelta(days=2), keep={"own"}) == 0
+    assert rewritten.exists()
+    with pytest.raises(ValueError, match="keep"):
+        store.drop_before("acme", END, "own", keep={"follows"})
 
 
 def test_a_delete_does_not_shrink_the_database_file_so_old_points_leave_in_files(

@@ -23,6 +23,7 @@ __all__ = [
     "COMMAND_PREFIX",
     "SPARKPLUG_NAMESPACE",
     "TELEMETRY_PREFIX",
+    "TENANT_ACCOUNT_PREFIX",
     "Device",
     "DevicePermissions",
     "TenantAccount",
@@ -43,6 +44,8 @@ TELEMETRY_PREFIX = "tenant"
 COMMAND_PREFIX = "cmd"
 #: The Sparkplug B topic namespace, as a subject token (``spBv1.0`` in MQTT).
 SPARKPLUG_NAMESPACE = "spBv1//0"
+#: A tenant's NATS account is this and its id.
+TENANT_ACCOUNT_PREFIX = "tenant-"
 
 #: Tenant ids are the registry's UUIDs; any id that is one plain NATS token will do.
 _TENANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -85,7 +88,7 @@ def command_subject(tenant_id: str, device_id: str) -> str:
 
 def account_name(tenant_id: str) -> str:
     """The NATS account of a tenant."""
-    return f"tenant-{tenant_id}"
+    return f"{TENANT_ACCOUNT_PREFIX}{tenant_id}"
 
 
 def device_username(tenant_id: str, device_id: str) -> str:

@@ -47,6 +47,7 @@ __all__ = [
     "BundledBroker",
     "broker_endpoint",
     "nats_server_binary",
+    "read_monitor",
     "server_options",
 ]
 
@@ -67,6 +68,25 @@ class BrokerEndpoint:
     url: str
     user: str | None = None
     password: str | None = None
+
+
+def read_monitor(port: int, path: str, timeout: float = 2.0) -> dict[str, Any]:
+    """GET ``path`` from a nats-server monitoring port on loopback (straight, never through a
+    proxy), as JSON. OSError: nothing answers (within ``timeout``); ValueError: the answer
+    is not a 200 with JSON."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    except http.client.HTTPException as error:
+        raise ValueError(f"monitoring port: {error}") from error
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ValueError(f"{path} answered {response.status}: {body[:200]!r}")
+    data = json.loads(body)
+    return data if isinstance(data, dict) else {}
 
 
 def nats_server_binary() -> Path:
@@ -286,20 +306,7 @@ class BundledBroker:
             return False
 
     def _monitor(self, path: str) -> dict[str, Any]:
-        """GET from the monitoring port on loopback (straight, never through a proxy)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.options.monitor_port, timeout=2)
-        try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            body = response.read()
-        except http.client.HTTPException as error:
-            raise ValueError(f"monitoring port: {error}") from error
-        finally:
-            connection.close()
-        if response.status != 200:
-            raise ValueError(f"{path} answered {response.status}: {body[:200]!r}")
-        data = json.loads(body)
-        return data if isinstance(data, dict) else {}
+        return read_monitor(self.options.monitor_port, path)
 
     def _end_process(self, process: psutil.Process) -> None:
         """SIGTERM, wait up to ``stop_timeout``, then SIGKILL (our child or not)."""

@@ -33,7 +33,6 @@ __all__ = [
     "new_secret",
     "place_filter",
     "search_key",
-    "tenant_ids",
 ]
 
 # bcrypt's lowest cost: the secret has 256 random bits, so guessing it is hopeless however
@@ -62,12 +61,6 @@ def mqtt_username(device: Device) -> str:
     """The device's MQTT username: its id and its tenant's (nats-server's user names are
     global across accounts)."""
     return accounts.device_username(device.tenant_id, device.id)
-
-
-def tenant_ids(sessions: sessionmaker[Session]) -> list[str]:
-    """Every tenant's id (whose telemetry the store may hold)."""
-    with sessions() as session:
-        return _tenant_ids(session)
 
 
 def _tenant_ids(session: Session) -> list[str]:
@@ -210,6 +203,7 @@ def device_out(device: Device) -> DeviceOut:
             for metric in sorted(device.metrics, key=lambda metric: metric.name)
         ],
         topics=Topics(telemetry=telemetry_topic(device.id), commands=commands_topic(device.id)),
+        retention_days=device.retention_days,
         created_at=device.created_at,
         updated_at=device.updated_at,
     )

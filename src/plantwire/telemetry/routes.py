@@ -24,6 +24,7 @@ from plantwire.security.routes._common import (
     TenantFilter,
     audited,
     conflict,
+    forbidden,
     invalid,
     not_found,
 )
@@ -72,6 +73,16 @@ def reachable_device(session: Session, principal: Principal, device_id: str) -> 
 
 def _name_taken(name: str) -> Problem:
     return conflict(f"The tenant has a device named '{name}' already.")
+
+
+def _may_set_retention(principal: Principal) -> None:
+    """A device's retention decides when its data is deleted: a tenant admin's decision
+    (``tenant:update``), beyond ``device:write``."""
+    if not principal.can(Permission.TENANT_UPDATE):
+        raise forbidden(
+            f"Role '{principal.role}' does not grant '{Permission.TENANT_UPDATE}', which "
+            "setting a device's retention_days needs."
+        )
 
 
 def _audit(
@@ -137,6 +148,8 @@ def create_device(
     elif body.tenant is not None and body.tenant != principal.tenant_id:
         raise not_found("tenant", body.tenant)
     assert tenant_id is not None
+    if body.retention_days is not None:
+        _may_set_retention(principal)
     secret = new_secret()
     try:
         with transaction(platform.sessions) as session:
@@ -156,13 +169,17 @@ def create_device(
                 attributes=body.attributes,
                 secret_sha256=secret.sha256,
                 secret_bcrypt=secret.bcrypt,
+                retention_days=body.retention_days,
                 created_at=now,
                 updated_at=now,
                 metrics=metric_rows(body.metrics),
             )
             session.add(device)
             session.flush()
-            _audit(session, request, principal, "device.create", device, {"name": device.name})
+            detail: dict[str, Any] = {"name": device.name}
+            if device.retention_days is not None:
+                detail["retention_days"] = device.retention_days
+            _audit(session, request, principal, "device.create", device, detail)
             out = device_out(device)
     except IntegrityError as error:  # named the same meanwhile, or the tenant went away
         with platform.sessions() as session:
@@ -188,7 +205,7 @@ def get_device(
     "/{device_id}",
     response_model=DeviceOut,
     responses=WRITE_ERRORS,
-    summary="Change a device's name, place, attributes or metric metadata",
+    summary="Change a device's name, place, attributes, metric metadata or retention",
 )
 def update_device(
     device_id: str,
@@ -201,6 +218,11 @@ def update_device(
         with transaction(platform.sessions) as session:
             device = reachable_device(session, principal, device_id)
             changes: dict[str, Any] = {}
+            if "retention_days" in body.model_fields_set:  # null: back to the tenant's
+                _may_set_retention(principal)
+                if body.retention_days != device.retention_days:
+                    changes["retention_days"] = [device.retention_days, body.retention_days]
+                    device.retention_days = body.retention_days
             if body.name is not None and body.name != device.name:
                 key = name_key(body.name)
                 taken = select(Device.id).where(

@@ -21,6 +21,9 @@ __all__ = [
     "DevicePatch",
     "MetricSpec",
     "MqttCredentials",
+    "RetentionDays",
+    "TenantRetentionIn",
+    "TenantRetentionOut",
     "Topics",
 ]
 
@@ -38,6 +41,11 @@ Place = Annotated[
     str,
     StringConstraints(max_length=400, pattern=r"^([^\x00-\x1f\x7f/]+(/[^\x00-\x1f\x7f/]+){0,7})?$"),
 ]
+
+#: Days telemetry is kept, in whole UTC days (as the platform's telemetry_retention_days); the
+#: most a hundred years, which keeps a device's points under a tenant that drops its others.
+#: Strict: a JSON integer, since ``true`` or ``"1"`` read as 1 would delete nearly everything.
+RetentionDays = Annotated[int, Field(ge=1, le=36_500, strict=True)]
 
 
 class DataType(enum.StrEnum):
@@ -94,6 +102,11 @@ class DeviceIn(_In):
         default_factory=list
     )
     tenant: Id | None = Field(None, description="Platform admins: the tenant it belongs to.")
+    retention_days: RetentionDays | None = Field(
+        None,
+        description="Days its telemetry is kept, whatever its tenant's retention; null: the "
+        "tenant's. Needs tenant:update.",
+    )
 
     _metrics_unique = field_validator("metrics")(_unique_metrics)
     _attributes_small = field_validator("attributes")(_small_attributes)
@@ -105,6 +118,11 @@ class DevicePatch(_In):
     attributes: dict[str, Any] | None = Field(None, description="Replaces all attributes.")
     metrics: Annotated[list[MetricSpec], Field(max_length=MAX_METRICS)] | None = Field(
         None, description="Replaces all metric metadata."
+    )
+    retention_days: RetentionDays | None = Field(
+        None,
+        description="Days its telemetry is kept, whatever its tenant's retention; null: back "
+        "to the tenant's; absent: unchanged. Needs tenant:update.",
     )
 
     _metrics_unique = field_validator("metrics")(_unique_metrics)
@@ -125,6 +143,9 @@ class DeviceOut(BaseModel):
     attributes: dict[str, Any]
     metrics: list[MetricSpec]
     topics: Topics
+    retention_days: int | None = Field(
+        description="Days its telemetry is kept, overriding its tenant's; null: the tenant's."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -142,3 +163,20 @@ class DevicePage(BaseModel):
     items: list[DeviceOut]
     limit: int
     offset: int
+
+
+class TenantRetentionIn(_In):
+    days: RetentionDays | None = Field(
+        description="Days the tenant's telemetry is kept; null: the platform's default."
+    )
+
+
+class TenantRetentionOut(BaseModel):
+    tenant: str
+    days: int | None = Field(description="The tenant's own setting; null: the platform's.")
+    platform_days: int | None = Field(
+        description="The platform's default (telemetry_retention_days); null: keep all."
+    )
+    effective_days: int | None = Field(
+        description="What applies to devices without a setting of their own; null: keep all."
+    )

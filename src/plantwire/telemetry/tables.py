@@ -1,18 +1,19 @@
-"""Registry tables of the telemetry pillar: devices and their metrics (SQLAlchemy 2
-declarative; migrations in ``plantwire/migrations``, kept equal to these by a test)."""
+"""Registry tables of the telemetry pillar: devices and their metrics, commands, and the
+tenants' telemetry retention (SQLAlchemy 2 declarative; migrations in
+``plantwire/migrations``, kept equal to these by a test)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from plantwire.db import Base
 from plantwire.security.tables import UTCDateTime, new_id, utcnow
 
-__all__ = ["Device", "DeviceCommand", "DeviceMetric"]
+__all__ = ["Device", "DeviceCommand", "DeviceMetric", "TenantRetention"]
 
 
 class Device(Base):
@@ -38,6 +39,8 @@ class Device(Base):
     # the secret has 256 random bits, so slowness adds nothing) for the broker's config.
     secret_sha256: Mapped[str] = mapped_column(String(64))
     secret_bcrypt: Mapped[str] = mapped_column(String(60))
+    # Days its telemetry is kept, overriding its tenant's retention; None: the tenant's.
+    retention_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -83,3 +86,17 @@ class DeviceCommand(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TenantRetention(Base):
+    """How many days a tenant's telemetry is kept, overriding the platform's
+    ``telemetry_retention_days``; no row: the platform's. Devices may override it in turn
+    (``Device.retention_days``). Goes with its tenant."""
+
+    __tablename__ = "tenant_retention"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

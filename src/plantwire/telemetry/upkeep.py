@@ -1,6 +1,6 @@
 """The time-series store's upkeep in a running platform: ``store.maintain()`` (sealing hot
-points, merging sealed files) every few seconds, in a worker thread, for as long as the app's
-lifespan runs it."""
+points, merging sealed files) every few seconds, and retention at most once an hour, in a
+worker thread, for as long as the app's lifespan runs it."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ import anyio.to_thread
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from plantwire.telemetry.retention import RetentionPlan
 from plantwire.telemetry.store import TimeSeriesStore
 
-__all__ = ["RETENTION_EVERY_SECONDS", "Retention", "UpkeepMetrics", "maintain_periodically"]
+__all__ = [
+    "RETENTION_EVERY_SECONDS",
+    "Retention",
+    "UpkeepMetrics",
+    "apply_plan",
+    "maintain_periodically",
+]
 
 #: Retention runs at most this often (it walks every tenant's catalogue of sealed days).
 RETENTION_EVERY_SECONDS = 3600.0
@@ -24,30 +31,44 @@ _log = structlog.get_logger("plantwire.telemetry.upkeep")
 
 
 class Retention:
-    """Drops every tenant's points older than ``days`` whole UTC days, at most once every
-    ``every`` seconds (the store gives the disk back by unlinking whole sealed days)."""
+    """Applies the retention plans (platform default, tenant and device settings; see
+    ``telemetry.retention``) at most once every ``every`` seconds: a tenant's points older
+    than its days go, but those of its devices with a setting of their own, which go after
+    theirs. The store gives the disk back: whole sealed days are unlinked, and files that
+    hold points that stay are rewritten without the others."""
 
     def __init__(
         self,
-        tenants: Callable[[], Iterable[str]],
-        days: int,
+        plans: Callable[[], Iterable[RetentionPlan]],
         every: float = RETENTION_EVERY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.tenants, self.days, self.every, self.clock = tenants, days, every, clock
+        self.plans, self.every, self.clock, self.now = plans, every, clock, now
         self._last: float | None = None
 
     def __call__(self, store: TimeSeriesStore, metrics: UpkeepMetrics | None) -> None:
-        now = self.clock()
-        if self._last is not None and now - self._last < self.every:
+        tick = self.clock()
+        if self._last is not None and tick - self._last < self.every:
             return
-        self._last = now
-        before = datetime.now(UTC) - timedelta(days=self.days)
-        dropped = sum(store.drop_before(tenant, before) for tenant in self.tenants())
+        self._last = tick
+        now = self.now()
+        dropped = sum(apply_plan(store, plan, now) for plan in self.plans())
         if metrics is not None:
             metrics.dropped.inc(dropped)
         if dropped:
-            _log.info("store.retention", dropped=dropped, before=before.isoformat())
+            _log.info("store.retention", dropped=dropped)
+
+
+def apply_plan(store: TimeSeriesStore, plan: RetentionPlan, now: datetime) -> int:
+    """Drop what ``plan`` says is too old at ``now``; how many points went."""
+    dropped = 0
+    if plan.days is not None:
+        before = now - timedelta(days=plan.days)
+        dropped += store.drop_before(plan.tenant, before, keep=plan.devices.keys())
+    for device, days in plan.devices.items():
+        dropped += store.drop_before(plan.tenant, now - timedelta(days=days), device)
+    return dropped
 
 
 class UpkeepMetrics:
@@ -68,7 +89,7 @@ class UpkeepMetrics:
         )
         self.dropped = Counter(
             "plantwire_store_retention_dropped_points",
-            "Points dropped by the retention setting (telemetry_retention_days)",
+            "Points dropped by retention (the platform's, tenants' and devices' settings)",
             registry=registry,
         )
 

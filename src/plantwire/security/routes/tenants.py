@@ -26,6 +26,8 @@ from plantwire.security.schemas import TenantIn, TenantOut, TenantPage
 from plantwire.security.tables import Tenant, User, name_key
 from plantwire.security.views import tenant_out
 
+__all__ = ["reachable_tenant", "router"]
+
 router = APIRouter(prefix="/tenants", tags=["tenants"], route_class=AuthenticateFirst)
 
 
@@ -74,7 +76,8 @@ def create_tenant(
     return tenant_out(tenant)
 
 
-def _reachable(session: Session, principal: Principal, tenant_id: str) -> Tenant:
+def reachable_tenant(session: Session, principal: Principal, tenant_id: str) -> Tenant:
+    """The tenant, if the caller's scope reaches it; 404 exactly as for a missing one."""
     tenant = session.get(Tenant, tenant_id)
     if tenant is None or not principal.reaches(tenant.id):
         raise not_found("tenant", tenant_id)
@@ -88,7 +91,7 @@ def get_tenant(
     platform: Platform = Depends(get_platform),
 ) -> TenantOut:
     with platform.sessions() as session:
-        return tenant_out(_reachable(session, principal, tenant_id))
+        return tenant_out(reachable_tenant(session, principal, tenant_id))
 
 
 @router.patch(
@@ -103,7 +106,7 @@ def update_tenant(
 ) -> TenantOut:
     try:
         with transaction(platform.sessions) as session:
-            tenant = _reachable(session, principal, tenant_id)
+            tenant = reachable_tenant(session, principal, tenant_id)
             clash = select(Tenant.id).where(
                 Tenant.name_key == name_key(body.name), Tenant.id != tenant.id
             )
@@ -137,7 +140,7 @@ def delete_tenant(
     platform: Platform = Depends(get_platform),
 ) -> None:
     with transaction(platform.sessions) as session:
-        tenant = _reachable(session, principal, tenant_id)
+        tenant = reachable_tenant(session, principal, tenant_id)
         if session.scalar(select(exists().where(User.tenant_id == tenant.id))):
             raise conflict("The tenant still has users; delete them first.")
         audited(

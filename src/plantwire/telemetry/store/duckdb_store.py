@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -430,10 +430,21 @@ class DuckDBStore:
             doomed.extend(sealing.compact(cursor, self._root, tenant_id, day, self._next_file))
         return bool(doomed)
 
-    def drop_before(self, tenant: str, before: datetime, device: str | None = None) -> int:
+    def drop_before(
+        self,
+        tenant: str,
+        before: datetime,
+        device: str | None = None,
+        *,
+        keep: Collection[str] = (),
+    ) -> int:
         """Retention: drop a tenant's points (or one device's) before ``before``, taken in
         whole UTC days (rounded down to midnight); how many points were dropped. Sealed files
-        of whole days are unlinked, so their disk space is returned at once."""
+        of whole days are unlinked, so their disk space is returned at once; files that also
+        hold points that stay are rewritten without the dropped ones. The points of the
+        devices in ``keep`` stay (they have a retention of their own)."""
+        if device is not None and keep:
+            raise ValueError("drop one device's points, or a tenant's but those of 'keep'")
         tenant_id = self._tenants.get(tenant)
         if tenant_id is None:
             return 0
@@ -444,13 +455,13 @@ class DuckDBStore:
         cutoff = before.astimezone(UTC).date() if before.tzinfo else before.date()
         with self._maintaining() as (cursor, doomed):
             dropped, files = sealing.drop_before(
-                cursor, self._root, tenant_id, series, cutoff, self._next_file
+                cursor, self._root, tenant_id, series, cutoff, self._next_file, keep
             )
             doomed.extend(files)
         # Appends update latest values: deleting them under the write lock keeps the two from
         # conflicting. A crash just before leaves a stale latest value the next run removes.
         with self._write_lock:
-            sealing.forget_latest(self._writer, tenant_id, series, cutoff)
+            sealing.forget_latest(self._writer, tenant_id, series, cutoff, keep)
         return dropped
 
     def maintain(self, now: datetime | None = None) -> None:

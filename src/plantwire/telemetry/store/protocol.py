@@ -3,6 +3,7 @@ whatever holds the points (DuckDB and Parquet embedded; PostgreSQL later)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -68,8 +69,16 @@ class TimeSeriesStore(Protocol):
         """The points of a range (of one device and metric, if given; at most ``limit``) as an
         Arrow table, for CSV and Parquet downloads."""
 
-    def drop_before(self, tenant: str, before: datetime, device: str | None = None) -> int:
-        """Retention: drop old points of a tenant or one of its devices; how many."""
+    def drop_before(
+        self,
+        tenant: str,
+        before: datetime,
+        device: str | None = None,
+        *,
+        keep: Collection[str] = (),
+    ) -> int:
+        """Retention: drop old points of a tenant (but those of the devices in ``keep``) or of
+        one of its devices, giving their disk space back; how many."""
 
     def disk_usage(self, tenant: str | None = None) -> DiskUsage:
         """Bytes the store holds on disk."""

@@ -13,7 +13,7 @@ names, which `remove_orphans` deletes on the next open."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import date
 from pathlib import Path
 
@@ -65,11 +65,15 @@ def _tenant_series(tenant: int) -> str:
     return f"(SELECT id FROM series WHERE tenant = {int(tenant)})"
 
 
-def _chosen(tenant: int, series: list[int] | None) -> str:
-    """All of a tenant's series, or the listed ones (a non-empty list)."""
-    if series is None:
+def _chosen(tenant: int, series: list[int] | None, keep: Collection[str] = ()) -> str:
+    """The listed series (a non-empty list), or all of a tenant's series but those of the
+    devices in ``keep``."""
+    if series is not None:
+        return "(" + ", ".join(str(int(number)) for number in series) + ")"
+    if not keep:
         return _tenant_series(tenant)
-    return "(" + ", ".join(str(int(number)) for number in series) + ")"
+    devices = ", ".join(_quote(device) for device in sorted(keep))
+    return f"(SELECT id FROM series WHERE tenant = {int(tenant)} AND device NOT IN ({devices}))"
 
 
 def seal(cursor: Cursor, root: Path, before: int, next_id: Callable[[], int]) -> int:
@@ -136,13 +140,16 @@ def drop_before(
     series: list[int] | None,
     cutoff: date,
     next_id: Callable[[], int],
+    keep: Collection[str] = (),
 ) -> tuple[int, list[Path]]:
-    """Drop a tenant's points (or only those of ``series``) before midnight of ``cutoff``.
-    (points dropped, files to unlink). Whole files go when the tenant loses its old days; when
-    only some series go, the files holding them are rewritten without them."""
+    """Drop a tenant's points (or only those of ``series``; or all but those of the devices in
+    ``keep``) before midnight of ``cutoff``. (points dropped, files to unlink). Whole files go
+    when the tenant loses its old days; when only some series go, the files holding them are
+    rewritten without them."""
     if series is not None and not series:
         return 0, []
-    chosen = _chosen(tenant, series)
+    chosen = _chosen(tenant, series, keep)
+    whole = series is None and not keep
     files = cursor.execute(
         "SELECT id, day, path, rows FROM sealed WHERE tenant = ? AND day < ? ORDER BY id",
         [tenant, cutoff],
@@ -150,7 +157,7 @@ def drop_before(
     dropped = 0
     doomed: list[Path] = []
     for file_id, day, path, rows in files:
-        if series is None:
+        if whole:
             kept = 0
         else:
             source = sql_files(root, [path])
@@ -181,11 +188,18 @@ def drop_before(
     return dropped + int(hot), doomed
 
 
-def forget_latest(cursor: Cursor, tenant: int, series: list[int] | None, cutoff: date) -> None:
-    """Delete the latest values older than ``cutoff`` of a tenant (or of ``series``)."""
+def forget_latest(
+    cursor: Cursor,
+    tenant: int,
+    series: list[int] | None,
+    cutoff: date,
+    keep: Collection[str] = (),
+) -> None:
+    """Delete the latest values older than ``cutoff`` of a tenant (or of ``series``; or of all
+    but the devices in ``keep``)."""
     if series is not None and not series:
         return
-    chosen = _chosen(tenant, series)
+    chosen = _chosen(tenant, series, keep)
     cursor.execute(
         f"DELETE FROM latest WHERE series IN {chosen} AND ts < DATE {_quote(cutoff.isoformat())}"
     )

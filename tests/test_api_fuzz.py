@@ -50,6 +50,9 @@ EXAMPLES = 25  # per operation, role and generation mode
 SEEDED_PREFIXES = ["88.101.5", "88.101.6"]  # homed for tenants "a" and "b"
 SEEDED_METRIC = "setpoint"  # a metric of the seeded devices (their store holds no points)
 BASE_URL = "http://testserver"
+#: A live stream ends after this long here: the TestClient reads whole bodies, and so do the
+#: checks (what a stream sends is tested in tests/telemetry/test_live.py).
+STREAM_SECONDS = 0.05
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -275,7 +278,8 @@ def _fuzz_operation(
     headers = template.headers[role]
     needs_caller = label not in PUBLIC_OPERATIONS
     shutil.copytree(template.data_dir, data_dir)
-    with TestClient(create_app(make_settings(data_dir)), raise_server_exceptions=False) as client:
+    settings = make_settings(data_dir, live_stream_max_seconds=STREAM_SECONDS)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         for mode in _modes(operation):
 
             @FUZZING

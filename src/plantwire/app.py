@@ -41,6 +41,7 @@ from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.deadletter_routes import router as dead_letters_router
 from plantwire.telemetry.devices import RegistryDevices, broker_follower
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
+from plantwire.telemetry.live import LiveHub, LiveMetrics, LiveOptions
 from plantwire.telemetry.retention import retention_plans
 from plantwire.telemetry.retention_routes import router as retention_router
 from plantwire.telemetry.routes import router as devices_router
@@ -89,6 +90,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         platform.metrics.register(broker_metrics)
     ingest_metrics = IngestMetrics(platform.metrics)
     platform.commands = CommandWatch(platform.sessions)
+    live = platform.live = LiveHub(
+        LiveMetrics(platform.metrics),
+        LiveOptions(settings.live_streams_per_tenant, settings.live_stream_buffer_points),
+    )
     stop_ingest = asyncio.Event()
 
     @asynccontextmanager
@@ -117,11 +122,13 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         RegistryDevices(platform.sessions),
                         ingest_metrics,
                         watch=platform.commands,
+                        feed=live.publish,
                     )
                     background.start_soon(platform.ingest.run, stop_ingest)
                 try:
                     yield
                 finally:
+                    live.close()  # open streams end (if the server has not ended them)
                     stop_ingest.set()
                     if platform.ingest is not None:  # it finishes the batch in hand
                         with anyio.move_on_after(30):

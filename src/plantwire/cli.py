@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -221,6 +221,7 @@ def up(
     from plantwire.datadir import DataDirError, read_format
     from plantwire.lifecycle import build_platform, open_store, prepare
     from plantwire.observability import configure_logging
+    from plantwire.serving import PlatformServer
 
     settings = _settings(
         data_dir,
@@ -264,7 +265,7 @@ def up(
             )
         with _operator_errors(DataDirError):
             application = create_app(settings, platform)
-            uvicorn.run(
+            config = uvicorn.Config(
                 application,
                 host=settings.http_host,
                 port=settings.http_port,
@@ -274,6 +275,11 @@ def up(
                 log_config=None,
                 server_header=False,
             )
+            server = PlatformServer(config, platform)  # ends live streams on shutdown
+            with suppress(KeyboardInterrupt):  # Ctrl-C: shut down, as uvicorn.run
+                server.run()
+            if not server.started:  # a port in use, say; uvicorn logged why
+                raise typer.Exit(3)
     finally:  # when uvicorn returns at all (it did not start; no signal to re-raise)
         if platform.broker is not None:
             platform.broker.stop()

@@ -134,6 +134,25 @@ class Settings(BaseSettings):
         le=36_500,
         description="Drop telemetry older than this many days (whole UTC days); none: keep all.",
     )
+    live_streams_per_tenant: int = Field(
+        100, ge=1, le=100_000, description="Live streams a tenant may have open at once."
+    )
+    live_stream_buffer_points: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Points a live stream may have waiting to be sent; past it the oldest go.",
+    )
+    live_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, description="Seconds of quiet after which a live stream sends a ping."
+    )
+    live_stream_max_seconds: float = Field(
+        900.0,
+        gt=0,
+        le=86_400,
+        description="A live stream ends after this long; the client reconnects (and "
+        "authenticates again).",
+    )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from plantwire.telemetry.broker import BundledBroker
     from plantwire.telemetry.commands import CommandWatch
     from plantwire.telemetry.ingest import Ingest
+    from plantwire.telemetry.live import LiveHub
     from plantwire.telemetry.store import TimeSeriesStore
 
 __all__ = ["Platform", "get_platform", "platform_of"]
@@ -49,6 +50,9 @@ class Platform:
     ingest: Ingest | None = None
     # commands sent to devices, waiting for ingest to read their value back
     commands: CommandWatch | None = None
+    # live streams of devices' points, fed by ingest after each commit; closed when the
+    # server begins to shut down (serving.PlatformServer) and by the app's shutdown
+    live: LiveHub | None = None
 
 
 def platform_of(request: Request) -> Platform:

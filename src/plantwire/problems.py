@@ -204,9 +204,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def _document_problem_bodies(app: FastAPI) -> None:
-    """FastAPI documents the model of a ``responses=`` entry under ``application/json``; problem
-    answers are ``application/problem+json``, so the OpenAPI document moves their schema there
-    (else it would promise a media type never sent, and check problem bodies against nothing)."""
+    """FastAPI documents the model of a ``responses=`` entry under the route's media type
+    (``application/json``, or ``text/csv`` and ``text/event-stream`` for streaming routes);
+    problem answers are ``application/problem+json``, so the OpenAPI document moves their
+    schema there (else it would promise a media type never sent, and check problem bodies
+    against nothing)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -215,8 +217,11 @@ def _document_problem_bodies(app: FastAPI) -> None:
             for operation in path_item.values():
                 for response in operation.get("responses", {}).values():
                     content = response.get("content", {})
-                    if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
-                        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+                    if content.get(PROBLEM_MEDIA_TYPE, None) != {}:
+                        continue  # not a problem answer, or moved already
+                    holding = [kind for kind in content if kind != PROBLEM_MEDIA_TYPE]
+                    if len(holding) == 1:
+                        content[PROBLEM_MEDIA_TYPE] = content.pop(holding[0])
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

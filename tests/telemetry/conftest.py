@@ -16,6 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
@@ -23,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from plantwire.app import create_app
 from plantwire.config import Settings
 from plantwire.lifecycle import build_platform, initialise
+from plantwire.platform import Platform
 from plantwire.telemetry.accounts import Device, TenantAccount, hash_device_password
 from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.store import DuckDBStore, PointBatch
@@ -204,16 +206,25 @@ def platform_settings(tmp_path: Path) -> Settings:
     return settings
 
 
+@contextlib.contextmanager
+def app_with_broker(settings: Settings) -> Iterator[tuple[FastAPI, Platform, BundledBroker]]:
+    """The platform's app with a started bundled broker, as ``plantwire up`` wires them; the
+    broker is stopped after (the app's shutdown stops it, if the app ran)."""
+    built = build_platform(settings)
+    broker = BundledBroker.from_settings(settings)
+    broker.start()
+    built.broker = broker
+    try:
+        yield create_app(settings, built), built, broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture
 def with_broker(platform_settings: Settings) -> Iterator[tuple[TestClient, Seed, BundledBroker]]:
     """The platform app with a started bundled broker, as ``plantwire up`` wires them."""
-    built = build_platform(platform_settings)
-    broker = BundledBroker.from_settings(platform_settings)
-    broker.start()
-    built.broker = broker  # the app's shutdown stops it
-    try:
-        app = create_app(platform_settings, built)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield client, seed_platform(client), broker
-    finally:
-        broker.stop()
+    with (
+        app_with_broker(platform_settings) as (app, _, broker),
+        TestClient(app, raise_server_exceptions=False) as client,
+    ):
+        yield client, seed_platform(client), broker

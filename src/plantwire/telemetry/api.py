@@ -1,5 +1,6 @@
 """The telemetry query API under /api/v1/devices/{device_id}/: the latest values, raw points
-page by page, aggregates over fixed intervals, and CSV or Parquet exports.
+page by page, aggregates over fixed intervals, CSV or Parquet exports, and the live stream of
+new points (Server-Sent Events; the hub and the frames are in ``live.py``).
 
 Every query goes through the device: a device of another tenant answers 404 exactly like a
 missing one, and the store is asked for the device's own tenant only. The logic lives in
@@ -12,9 +13,13 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, RootModel
+from starlette.types import Receive, Scope, Send
 
 from plantwire.platform import Platform, get_platform
 from plantwire.problems import Problem, problem_responses
@@ -23,6 +28,12 @@ from plantwire.security.principal import Principal
 from plantwire.security.roles import Permission
 from plantwire.security.routes._common import invalid
 from plantwire.telemetry import query
+from plantwire.telemetry.live import (
+    HubClosedError,
+    StreamLimitError,
+    Subscription,
+    latest_frame,
+)
 from plantwire.telemetry.query import QueryError
 from plantwire.telemetry.routes import reachable_device
 from plantwire.telemetry.store import TimeSeriesStore
@@ -228,3 +239,175 @@ def _file_part(text: str) -> str:
 
 def _stamp(micros: int) -> str:
     return from_micros(micros).strftime("%Y%m%dT%H%M%SZ")
+
+
+# --- the live stream -------------------------------------------------------------------------
+
+EVENT_STREAM = "text/event-stream"
+MAX_STREAM_METRICS = 100
+
+
+class EventStream(Response):
+    """A live stream as ``text/event-stream``: the first frame, then the subscription's frames
+    until the client leaves, the stream's time is up or the platform shuts down. However it
+    ends, the subscription is closed."""
+
+    media_type = EVENT_STREAM
+
+    def __init__(
+        self, subscription: Subscription, first: bytes, heartbeat: float, lifetime: float
+    ) -> None:
+        self.subscription = subscription
+        self.first = first
+        self.heartbeat = heartbeat
+        self.lifetime = lifetime
+        self.connected = True  # until the client leaves
+        self.status_code = 200
+        self.background = None
+        # never cached; nginx passes each event on at once instead of buffering the response
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._until_disconnect, receive, group.cancel_scope)
+                with anyio.move_on_after(self.lifetime):
+                    await self._stream(send)
+                group.cancel_scope.cancel()
+            await self._send(send, b"", more=False)
+        finally:
+            self.subscription.close()
+
+    async def _until_disconnect(self, receive: Receive, streaming: anyio.CancelScope) -> None:
+        """Whatever the server's ASGI version, a client that leaves ends the stream at once
+        (not at the next frame sent, which may be a heartbeat away)."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.connected = False
+        streaming.cancel()
+
+    async def _stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await self._send(send, self.first)
+        async for frame in self.subscription.frames(self.heartbeat):
+            if not self.connected:
+                return
+            await self._send(send, frame)
+
+    async def _send(self, send: Send, body: bytes, *, more: bool = True) -> None:
+        if not self.connected:
+            return
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+        except OSError:  # the client left while the frame was on its way
+            self.connected = False
+
+
+_LIVE_POINT = {
+    "type": "object",
+    "required": ["metric", "ts", "value", "quality"],
+    "properties": {
+        "metric": {"type": "string"},
+        "ts": {"type": "string", "format": "date-time"},
+        "value": {
+            "description": "As in /latest: number, boolean, string, base64, ISO 8601, "
+            "array; null for NaN and infinities."
+        },
+        "quality": {"type": "string", "enum": ["good", "uncertain", "bad"]},
+    },
+}
+#: One event of the stream, as OpenAPI describes Server-Sent Events: its fields, with `data`
+#: holding JSON (pings are comments, not events).
+LIVE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["latest", "points", "overflow"]},
+        "id": {
+            "type": "string",
+            "pattern": "^[1-9][0-9]*$",
+            "description": "Of 'points': the stream sequence of the batch's last message.",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "required": ["points"],
+                        "properties": {"points": {"type": "array", "items": _LIVE_POINT}},
+                    },
+                    {
+                        "type": "object",
+                        "required": ["dropped"],
+                        "properties": {"dropped": {"type": "integer", "minimum": 1}},
+                    },
+                ]
+            },
+        },
+    },
+}
+
+StreamMetrics = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=200)]] | None,
+    Query(
+        max_length=MAX_STREAM_METRICS,
+        description="Only this metric; repeat for several (at most "
+        f"{MAX_STREAM_METRICS}). Default: every metric.",
+    ),
+]
+
+
+@router.get(
+    "/{device_id}/stream",
+    response_class=EventStream,
+    status_code=200,  # FastAPI reads it from the class's __init__ otherwise
+    responses={
+        200: {
+            "description": "Server-Sent Events: 'latest' (the newest values) first, then "
+            "'points' for each batch stored, 'overflow' when points were dropped for a slow "
+            "reader, and a ':' comment after a quiet interval. Ends after "
+            "live_stream_max_seconds; clients reconnect.",
+            "content": {EVENT_STREAM: {"schema": LIVE_EVENT}},
+        },
+        **QUERY_ERRORS,
+        **problem_responses(429),
+    },
+    summary="The device's new points as they are stored, as a live stream (Server-Sent Events)",
+)
+async def device_stream(
+    device_id: str,
+    metric: StreamMetrics = None,
+    principal: Principal = Depends(require(Permission.DEVICE_READ)),
+    platform: Platform = Depends(get_platform),
+) -> Response:
+    tenant = await run_in_threadpool(_device_tenant, platform, principal, device_id)
+    store = _store(platform)
+    if platform.live is None:
+        raise Problem(503, "Live streams are not available.")
+    metrics = frozenset(metric) if metric else None
+    try:
+        subscription = platform.live.subscribe(tenant, device_id, metrics)
+    except StreamLimitError:
+        limit = platform.live.options.streams_per_tenant
+        raise Problem(
+            429,
+            f"The tenant has {limit} live streams open, as many as it may; close one first.",
+            type_="urn:plantwire:problem:too-many-streams",
+        ) from None
+    except HubClosedError:
+        raise Problem(503, "The platform is shutting down.") from None
+    # Subscribed first, then read: a point stored in between is in both (never in neither).
+    try:
+        latest = await anyio.to_thread.run_sync(query.latest, store, tenant, device_id)
+    except BaseException:
+        subscription.close()
+        raise
+    settings = platform.settings
+    return EventStream(
+        subscription,
+        latest_frame(latest, metrics),
+        settings.live_heartbeat_seconds,
+        settings.live_stream_max_seconds,
+    )

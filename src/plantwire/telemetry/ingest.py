@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -197,6 +197,7 @@ class Ingest:
         options: IngestOptions | None = None,
         *,
         watch: CommandWatch | None = None,
+        feed: Callable[[PointBatch, int], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.store = store
@@ -208,6 +209,9 @@ class Ingest:
         self.js: JetStreamContext | None = None  # while running: for readers of the streams
         self.client: NatsClient | None = None  # while running: for publishers (commands)
         self.watch = watch
+        # told each committed batch's points and last sequence, on the event loop; must not
+        # block (the live streams' hub)
+        self.feed = feed
 
     async def connect(self) -> NatsClient:
         return await nats.connect(
@@ -371,6 +375,8 @@ class Ingest:
         last = prepared.last
         if not await self._store(prepared.points, last, stop):
             return False
+        if self.feed is not None:
+            self.feed(prepared.points, last)
         self.metrics.messages.inc(len(prepared.run))
         self.metrics.points.inc(len(prepared.points))
         if prepared.reports and self.watch is not None:  # read-backs of commands sent

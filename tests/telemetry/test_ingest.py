@@ -275,3 +275,26 @@ async def test_ingest_rides_out_a_broker_restart(
         publish(accounts, TENANT_A, PRESS, b'{"t": 2}', b'{"t": 3}')
         await eventually(lambda: value(metrics, "messages") >= 3, "the messages after", 30)
     assert stored(store, TENANT_A, PRESS, "t") == [1.0, 2.0, 3.0]
+
+
+async def test_a_failing_feed_does_not_stop_ingest(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """The live streams' feed is told each stored batch; if it raises, the batch stays
+    stored and acked and ingest goes on with the next."""
+    told: list[int] = []
+
+    def feed(points: PointBatch, last: int) -> None:
+        told.append(last)
+        raise RuntimeError("a broken observer")
+
+    metrics = IngestMetrics(CollectorRegistry())
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, FAST, feed=feed)
+    async with running(ingest):
+        publish(accounts, TENANT_A, PRESS, b'{"t": 1}')
+        await eventually(lambda: value(metrics, "messages") >= 1, "the first message")
+        publish(accounts, TENANT_A, PRESS, b'{"t": 2}')
+        await eventually(lambda: value(metrics, "messages") >= 2, "the second message")
+    assert stored(store, TENANT_A, PRESS, "t") == [1.0, 2.0]
+    assert told == [1, 2]
+    assert store.checkpoint(CHECKPOINT) == 2

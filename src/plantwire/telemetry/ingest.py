@@ -376,7 +376,10 @@ class Ingest:
         if not await self._store(prepared.points, last, stop):
             return False
         if self.feed is not None:
-            self.feed(prepared.points, last)
+            try:
+                self.feed(prepared.points, last)
+            except Exception as error:  # an observer of stored points must not stop ingest
+                _log.error("ingest.feed_failed", error=repr(error), exc_info=error)
         self.metrics.messages.inc(len(prepared.run))
         self.metrics.points.inc(len(prepared.points))
         if prepared.reports and self.watch is not None:  # read-backs of commands sent

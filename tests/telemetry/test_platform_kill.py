@@ -46,6 +46,7 @@ from plantwire.telemetry.ingest import (
     CONSUMER,
     TELEMETRY_STREAM,
     parse_telemetry_subject,
+    stream_position,
 )
 from plantwire.telemetry.natsconf import PLATFORM_USER
 from plantwire.telemetry.payloads import PayloadError, decode_json
@@ -292,8 +293,9 @@ async def stream_points(site: Site) -> tuple[list[Stored], dict[str, list[bytes]
                 read += 1
                 key = parse_telemetry_subject(message.subject)
                 assert key is not None
-                # as ingest stamps a flat payload: the time the stream stored the message
-                arrived = int(message.metadata.timestamp.timestamp() * 1000)
+                # as ingest stamps a flat payload: the time the stream stored the message,
+                # floored to the millisecond (nats-py's metadata rounds to microseconds first)
+                _, arrived = stream_position(message)
                 try:
                     decoded = decode_json(message.data, arrived, declared=TYPES)
                 except PayloadError:

@@ -25,6 +25,7 @@ from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.natsconf import render_config
 from tests.telemetry.conftest import (
     CHEAP_HASH,
+    DEVICE_PASSWORD,
     TENANT_A,
     TENANT_B,
     mqtt_device,
@@ -54,11 +55,14 @@ def jetstream_accounts(broker: BundledBroker) -> set[str]:
     return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
 
 
-def leave_session(broker: BundledBroker, tenant_id: str, device_id: str) -> None:
+def leave_session(
+    broker: BundledBroker, tenant_id: str, device_id: str, password: str = DEVICE_PASSWORD
+) -> None:
     """Connect with a persistent session, subscribe to the device's commands at QoS 1 and
-    publish (once retained): MQTT keeps all of it in the tenant account's JetStream."""
+    publish ``{"t": 1}`` and ``{"t": 2}``, retained: MQTT keeps the session, the
+    subscription and the retained message in the tenant account's JetStream."""
     username = device_username(tenant_id, device_id)
-    with mqtt_device(broker, username, clean_session=False) as device:
+    with mqtt_device(broker, username, password, clean_session=False) as device:
         assert device.connack == "Success"
         assert device.subscribe(commands_topic(device_id)).value == 1  # granted QoS 1
         device.publish(telemetry_topic(device_id), b'{"t": 1}')

@@ -14,11 +14,18 @@ from plantwire.config import Settings
 from plantwire.lifecycle import build_platform
 from plantwire.telemetry.accounts import account_name, telemetry_subject
 from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.devices import broker_accounts
 from plantwire.telemetry.ingest import CHECKPOINT, TELEMETRY_STREAM, dead_letter_subject
-from tests.conftest import Seed, seed_platform
+from tests.conftest import Seed, broker_port_env, seed_platform
 from tests.security.helpers import platform_of
 from tests.telemetry.conftest import mqtt_device
-from tests.telemetry.test_broker import REFUSED, platform, subscribe
+from tests.telemetry.test_broker import (
+    REFUSED,
+    broker_command,
+    orphaned_broker,
+    platform,
+    subscribe,
+)
 from tests.telemetry.test_ingest import dead_letters
 from tests.telemetry.test_tenant_removal import healthy, jetstream_accounts, leave_session
 
@@ -199,3 +206,38 @@ async def test_a_deleted_tenants_broker_state_goes_and_the_other_tenants_stays(
     assert points(ours.id, press["id"]) == [1, 2]  # what was stored stays
     # each of the tenant's accepted messages: stored, or lettered, once
     assert sum((info.state.subjects or {}).values()) == 3 == len(points(ours.id, press["id"])) + 1
+
+
+def test_plantwire_broker_adopts_a_killed_platforms_broker_with_the_registrys_devices(
+    platform_settings: Settings,
+) -> None:
+    """``plantwire broker`` on a data dir whose platform was killed while a device was
+    connected: it adopts the broker with the registry's devices, so the device stays
+    connected, keeps its session, and can connect again."""
+    built = build_platform(platform_settings)
+    with TestClient(create_app(platform_settings, built)) as client:  # no broker
+        seed = seed_platform(client)
+        headers = seed.tenants["a"].headers["tenant-admin"]
+        login = client.post(DEVICES, json={"name": "oven"}, headers=headers).json()["mqtt"]
+    credentials = login["username"], login["password"]
+    with orphaned_broker(platform_settings):  # the broker a killed platform left
+        left = BundledBroker.from_settings(platform_settings)
+        reader = build_platform(platform_settings)
+        try:
+            with reader.sessions() as session:
+                left.start(broker_accounts(session))  # the killed platform had its devices
+        finally:
+            reader.engine.dispose()
+        try:
+            with mqtt_device(left, *credentials, clean_session=False) as oven:
+                assert oven.connack == "Success"
+                data = platform_settings.data_dir
+                with broker_command(data, broker_port_env(platform_settings)) as output:
+                    assert "reused the running nats-server" in output
+                    assert healthy(left)
+                    assert not oven.disconnected.is_set()
+                    assert account_name(seed.tenants["a"].id) in jetstream_accounts(left)
+                    with mqtt_device(left, *credentials, client_id="oven-2") as again:
+                        assert again.connack == "Success"
+        finally:
+            left.stop()

@@ -103,7 +103,8 @@ async def test_the_platform_ingests_what_its_devices_publish(
     device = client.post(DEVICES, json=body, headers=headers).json()
     platform = platform_of(client)
     assert platform.ingest is not None
-    await eventually(lambda: platform.ingest is not None and platform.ingest.js is not None)
+    # its stream must exist before the device publishes, or the stream never sees the message
+    await eventually(lambda: platform.ingest is not None and platform.ingest.ready.is_set())
     ready = client.get("/readyz").json()
     assert ready["checks"]["broker"] == "ok", ready
     credentials = device["mqtt"]

@@ -165,7 +165,8 @@ class BundledBroker:
 
     def start(self, tenants: Sequence[TenantAccount] = ()) -> None:
         """Run the server with these tenants (or adopt the one a previous run left), and
-        return once it serves NATS, MQTT and JetStream."""
+        return once it serves NATS, MQTT and JetStream. Tenants not given whose accounts
+        hold JetStream state are taken off as ``apply()`` does: their state is purged."""
         with self._lock:
             if self.pid is not None:
                 raise BrokerError(f"the broker runs already (pid {self.pid})")

@@ -16,6 +16,7 @@ from plantwire.telemetry.accounts import account_name, telemetry_subject
 from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.devices import broker_accounts
 from plantwire.telemetry.ingest import CHECKPOINT, TELEMETRY_STREAM, dead_letter_subject
+from plantwire.telemetry.natsconf import configured_tenants
 from tests.conftest import Seed, broker_port_env, seed_platform
 from tests.security.helpers import platform_of
 from tests.telemetry.conftest import mqtt_device
@@ -177,7 +178,9 @@ async def test_a_deleted_tenants_broker_state_goes_and_the_other_tenants_stays(
         assert gone.status_code == 204
     for user in ours.users.values():
         assert client.delete(f"/api/v1/users/{user['id']}", headers=seed.admin).status_code == 204
-    assert account_name(ours.id) in jetstream_accounts(broker)  # the devices' session stays
+    # the tenant's last device gone, its account (and what the session left) stays
+    assert ours.id in configured_tenants(broker.options.config_file.read_text())
+    assert account_name(ours.id) in jetstream_accounts(broker)
     assert client.delete(tenant_path, headers=seed.admin).status_code == 204
     # no other change needed: the deletion took the account and its state off the broker
     assert healthy(broker)

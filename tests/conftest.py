@@ -106,9 +106,14 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def broker_port_env() -> dict[str, str]:
-    """Environment giving a ``plantwire up``/``broker`` subprocess ephemeral broker ports."""
-    nats, monitor, mqtt = free_ports(3)
+def broker_port_env(settings: Settings | None = None) -> dict[str, str]:
+    """Environment giving a ``plantwire up``/``broker`` subprocess the broker ports of
+    ``settings``, or ephemeral ones."""
+    if settings is None:
+        nats, monitor, mqtt = free_ports(3)
+    else:
+        nats, monitor = settings.broker_nats_port, settings.broker_monitor_port
+        mqtt = settings.broker_mqtt_port
     return {
         "PLANTWIRE_BROKER_NATS_PORT": str(nats),
         "PLANTWIRE_BROKER_MONITOR_PORT": str(monitor),

@@ -72,7 +72,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
 
     if platform.broker is not None:  # the bundled broker admits the registry's devices
         follow = broker_follower(platform.sessions, platform.broker)
-        platform.device_listeners.append(follow)
+        platform.account_listeners.append(follow)
         follow()
 
     upkeep_metrics = UpkeepMetrics(platform.metrics)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,7 +15,8 @@ from plantwire.config import ConfigError, Settings, load_settings
 from plantwire.security.schemas import MIN_PASSWORD_LENGTH
 
 if TYPE_CHECKING:
-    from plantwire.telemetry.accounts import TenantAccount
+    from sqlalchemy.orm import Session, sessionmaker
+
     from plantwire.telemetry.broker import BundledBroker
 
 __all__ = ["app", "main"]
@@ -189,11 +190,19 @@ def _without_secrets(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _start_broker(settings: Settings, tenants: Sequence[TenantAccount] = ()) -> BundledBroker:
-    """Start the bundled broker admitting ``tenants`` (or adopt the one a killed run left,
-    and give it those); print where devices and the platform reach it."""
+def _start_broker(settings: Settings, registry: sessionmaker[Session] | None) -> BundledBroker:
+    """Start the bundled broker admitting the registry's tenants and devices (none without a
+    registry), or adopt the one a killed run left and give it those: from the start, since
+    such a broker serves them still and JetStream holds their tenants' MQTT sessions (a
+    tenant it is not given is taken off, its state purged). Print where devices and the
+    platform reach it."""
     from plantwire.telemetry.broker import BrokerError, BundledBroker
+    from plantwire.telemetry.devices import broker_accounts
 
+    tenants = []
+    if registry is not None:
+        with _operator_errors(), registry() as session:
+            tenants = broker_accounts(session)
     with _operator_errors(BrokerError):
         broker = BundledBroker.from_settings(settings)
         broker.start(tenants)
@@ -252,13 +261,9 @@ def up(
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
     try:
         if settings.broker_url is None:
-            # with the registry's devices from the start: a broker a killed run left serves
-            # them still, and JetStream holds their tenants' MQTT sessions
-            from plantwire.telemetry.devices import broker_accounts
-
-            with _operator_errors(), platform.sessions() as session:
-                tenants = broker_accounts(session)
-            platform.broker = _start_broker(settings, tenants)  # the app's shutdown stops it
+            platform.broker = _start_broker(
+                settings, platform.sessions
+            )  # the app's shutdown stops it
         else:
             typer.echo(
                 f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
@@ -294,10 +299,14 @@ def broker_command(
     nats_port: NatsPort = None,
     mqtt_host: MqttHost = None,
 ) -> None:
-    """Run the bundled broker alone (nats-server: MQTT, NATS, JetStream) until Ctrl-C."""
+    """Run the bundled broker alone (nats-server: MQTT, NATS, JetStream) until Ctrl-C,
+    admitting the devices the data dir's registry holds when it starts."""
     import signal
     import threading
 
+    from plantwire.datadir import DataDirError, read_format
+    from plantwire.db import make_engine, make_sessionmaker
+    from plantwire.lifecycle import prepare
     from plantwire.observability import configure_logging
 
     settings = _settings(data_dir, **_broker_options(mqtt_port, nats_port, mqtt_host))
@@ -305,12 +314,20 @@ def broker_command(
     if settings.broker_url is not None:
         where = _without_secrets(settings.broker_url)
         raise _fail(f"broker_url is set ({where}): there is no broker to run here.")
-    with _operator_errors():
+    with _operator_errors(DataDirError):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        initialised = read_format(settings.data_dir) is not None
+        if initialised:  # a registry, checked and migrated as for plantwire up
+            prepare(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    broker = _start_broker(settings)
+    engine = make_engine(settings.registry_url) if initialised else None
+    try:
+        broker = _start_broker(settings, make_sessionmaker(engine) if engine else None)
+    finally:
+        if engine is not None:
+            engine.dispose()
     try:
         typer.echo("plantwire broker ready; Ctrl-C stops it.")
         while not stop.wait(1.0):

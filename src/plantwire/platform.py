@@ -36,9 +36,9 @@ class Platform:
     login_limiter: LoginLimiter
     metrics: CollectorRegistry
     ids: RunningNode | None = None  # the identifier node, attached by app.create_app
-    # Called after every committed change of devices or their secrets (the broker's
-    # accounts follow them).
-    device_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # Called after every committed change of the broker's accounts: a device created or
+    # deleted, a device secret replaced, a tenant deleted (accounts_changed()).
+    account_listeners: list[Callable[[], None]] = field(default_factory=list)
     # the bundled broker `plantwire up` started; the app's shutdown stops it (uvicorn
     # re-raises SIGTERM/SIGINT after shutdown, so code after uvicorn.run never runs then)
     broker: BundledBroker | None = None
@@ -53,6 +53,12 @@ class Platform:
     # live streams of devices' points, fed by ingest after each commit; closed when the
     # server begins to shut down (serving.PlatformServer) and by the app's shutdown
     live: LiveHub | None = None
+
+    def accounts_changed(self) -> None:
+        """After a committed change of tenants, devices or device secrets: tell who mirrors
+        them (the bundled broker's accounts)."""
+        for listener in self.account_listeners:
+            listener()
 
 
 def platform_of(request: Request) -> Platform:

@@ -79,6 +79,7 @@ class MqttDevice:
 
     client: mqtt.Client
     connack: ReasonCode | None = None
+    session_present: bool | None = None  # the CONNACK's flag: the broker kept a session
     disconnected: threading.Event = field(default_factory=threading.Event)
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     subacks: dict[int, list[ReasonCode]] = field(default_factory=dict)
@@ -123,20 +124,26 @@ def mqtt_device(
     *,
     tls: ssl.SSLContext | None = None,
     client_id: str | None = None,
+    clean_session: bool = True,
     wait: bool = True,
 ) -> Iterator[MqttDevice]:
     """Connect as a device; the CONNACK's reason code is in ``.connack`` (refusals too).
+    ``clean_session=False``: a persistent session, which nats-server keeps in JetStream.
     ``wait=False``: return at once, ``wait_connack()`` later."""
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id or username, protocol=mqtt.MQTTv311
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or username,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
     )
     state = MqttDevice(client)
     client.username_pw_set(username, password)
     if tls is not None:
         client.tls_set_context(tls)
 
-    def on_connect(_c: Any, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+    def on_connect(_c: Any, _u: Any, flags: Any, code: ReasonCode, _p: Any) -> None:
         state.connack = code
+        state.session_present = bool(flags.session_present)
         state._connected.set()
         if code.is_failure:
             client.disconnect()  # no retries: the loop thread ends at once

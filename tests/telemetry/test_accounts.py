@@ -19,7 +19,13 @@ from plantwire.telemetry.accounts import (
     telemetry_subject,
 )
 from plantwire.telemetry.broker import nats_server_binary
-from plantwire.telemetry.natsconf import MqttTls, ServerOptions, fingerprint_of, render_config
+from plantwire.telemetry.natsconf import (
+    MqttTls,
+    ServerOptions,
+    configured_tenants,
+    fingerprint_of,
+    render_config,
+)
 from tests.telemetry.conftest import CHEAP_HASH, device
 
 
@@ -123,3 +129,20 @@ def test_the_fingerprint_follows_listener_settings_only(tmp_path: Path) -> None:
     assert fingerprint_of("# something else\n") is None
     with pytest.raises(ValueError, match="twice"):
         render_config(base, CHEAP_HASH, [TenantAccount("t1"), TenantAccount("t1")])
+
+
+def test_retired_tenants_keep_an_account_with_jetstream_and_nothing_else(tmp_path: Path) -> None:
+    base = options(tmp_path)
+    config = render_config(base, CHEAP_HASH, [TenantAccount("t1", (device("p"),))], ["t2"])
+    retired = config[config.index('  "tenant-t2": {') :]
+    assert retired.splitlines()[1:3] == ["    jetstream: {max_memory: 1024, max_file: 4096}", "  }"]
+    assert "tenant.t2" not in config  # the platform imports nothing from it
+    assert configured_tenants(config) == {"t1", "t2"}
+    # the platform's user in the system account may ask for purges, and nothing else
+    system = config[config.index('  "$SYS": {') :].splitlines()[1]
+    assert '"$JS.API.ACCOUNT.PURGE.*"' in system
+    assert 'subscribe: {allow: ["_INBOX.>"]}' in system
+    with pytest.raises(ValueError, match="twice"):
+        render_config(base, CHEAP_HASH, [TenantAccount("t1")], ["t1"])
+    with pytest.raises(ValueError, match="tenant id"):
+        render_config(base, CHEAP_HASH, [], ["bad id"])

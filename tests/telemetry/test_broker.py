@@ -130,12 +130,7 @@ sys.stdin.read()
 def orphaned_broker(settings: Settings) -> Iterator[int]:
     """A broker whose controlling process was SIGKILLed: yields the nats-server's pid, and
     kills it at the end if the test did not stop it."""
-    env = {
-        **os.environ,
-        "PLANTWIRE_BROKER_NATS_PORT": str(settings.broker_nats_port),
-        "PLANTWIRE_BROKER_MONITOR_PORT": str(settings.broker_monitor_port),
-        "PLANTWIRE_BROKER_MQTT_PORT": str(settings.broker_mqtt_port),
-    }
+    env = {**os.environ, **broker_port_env(settings)}
     controller = subprocess.Popen(
         [sys.executable, "-c", _CONTROLLER, str(settings.data_dir)],
         stdin=subprocess.PIPE,
@@ -427,22 +422,17 @@ def connects(broker: BundledBroker, tls: ssl.SSLContext | None) -> bool:
 # --- the command -----------------------------------------------------------------------------
 
 
-def test_broker_command_runs_until_interrupted(tmp_path: Path) -> None:
-    data = str(tmp_path / "data")
-    env = {**os.environ, **broker_port_env(), "PLANTWIRE_LOG_FORMAT": "console"}
-    command = [sys.executable, "-m", "plantwire", "broker", "--data-dir", data]
-    exposed = subprocess.run(
-        [*command, "--mqtt-host", "0.0.0.0"], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert exposed.returncode == 2
-    assert "beyond loopback" in exposed.stderr
-    mqtt_port, nats_port = free_ports(2)
+@contextlib.contextmanager
+def broker_command(data: Path, env: dict[str, str], *options: str) -> Iterator[str]:
+    """``plantwire broker`` on ``data``: yields its output up to "ready", then stops it with
+    Ctrl-C and checks it exited cleanly and stopped its nats-server."""
+    command = [sys.executable, "-m", "plantwire", "broker", "--data-dir", str(data), *options]
     process = subprocess.Popen(
-        [*command, "--mqtt-port", str(mqtt_port), "--nats-port", str(nats_port)],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env={**os.environ, "PLANTWIRE_LOG_FORMAT": "console", **env},
     )
     assert process.stdout is not None
     lines = []
@@ -451,13 +441,31 @@ def test_broker_command_runs_until_interrupted(tmp_path: Path) -> None:
         if "ready" in line:
             break
     output = "".join(lines)
-    assert f"mqtt://127.0.0.1:{mqtt_port}" in output, output
-    assert f"nats://127.0.0.1:{nats_port}" in output, output
-    pid = int((tmp_path / "data" / "broker" / "nats.pid").read_text())
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=30)
+    try:
+        assert "ready" in output, output
+        pid = int((data / "broker" / "nats.pid").read_text())
+        yield output
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output + rest
     assert not psutil.pid_exists(pid)
+
+
+def test_broker_command_runs_until_interrupted(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, **broker_port_env(), "PLANTWIRE_LOG_FORMAT": "console"}
+    command = [sys.executable, "-m", "plantwire", "broker", "--data-dir", str(data)]
+    exposed = subprocess.run(
+        [*command, "--mqtt-host", "0.0.0.0"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert exposed.returncode == 2
+    assert "beyond loopback" in exposed.stderr
+    mqtt_port, nats_port = free_ports(2)
+    ports = ("--mqtt-port", str(mqtt_port), "--nats-port", str(nats_port))
+    with broker_command(data, broker_port_env(), *ports) as output:
+        assert f"mqtt://127.0.0.1:{mqtt_port}" in output, output
+        assert f"nats://127.0.0.1:{nats_port}" in output, output
 
 
 def test_with_an_external_broker_nothing_is_started(tmp_path: Path) -> None:

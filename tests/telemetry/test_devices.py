@@ -206,13 +206,18 @@ def test_bad_device_bodies_get_clear_errors(seeded: tuple[TestClient, Seed]) -> 
     assert names(client, headers) == []
 
 
-def test_device_changes_reach_the_listeners(seeded: tuple[TestClient, Seed]) -> None:
+def test_account_changes_reach_the_listeners(seeded: tuple[TestClient, Seed]) -> None:
     client, seed = seeded
     headers = seed.tenants["a"].headers["tenant-admin"]
     calls: list[str] = []
-    platform_of(client).device_listeners.append(lambda: calls.append("changed"))
+    platform_of(client).account_listeners.append(lambda: calls.append("changed"))
     device = create(client, headers, "press-1")
     client.post(f"{DEVICES}/{device['id']}/credentials", headers=headers)
     client.patch(f"{DEVICES}/{device['id']}", json={"place": "P"}, headers=headers)
     client.delete(f"{DEVICES}/{device['id']}", headers=headers)
     assert calls == ["changed"] * 3  # create, rotate, delete: not a metadata change
+    tenants = "/api/v1/tenants"
+    assert client.delete(f"{tenants}/{seed.tenants['a'].id}", headers=seed.admin).status_code == 409
+    empty = client.post(tenants, json={"name": "Empty"}, headers=seed.admin).json()["id"]
+    assert client.delete(f"{tenants}/{empty}", headers=seed.admin).status_code == 204
+    assert calls == ["changed"] * 4  # a deleted tenant too; not a refused deletion

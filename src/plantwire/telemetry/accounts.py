@@ -36,6 +36,7 @@ __all__ = [
     "mqtt_topic_to_subject",
     "telemetry_subject",
     "telemetry_topic",
+    "tenant_of_account",
 ]
 
 #: Platform-side prefix of the subjects devices publish: ``tenant.<tenant_id>.<subject>``.
@@ -46,7 +47,6 @@ COMMAND_PREFIX = "cmd"
 SPARKPLUG_NAMESPACE = "spBv1//0"
 #: A tenant's NATS account is this and its id.
 TENANT_ACCOUNT_PREFIX = "tenant-"
-
 #: Tenant ids are the registry's UUIDs; any id that is one plain NATS token will do.
 _TENANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: A device id or Sparkplug group id: one MQTT topic level that is also safe as a NATS token
@@ -89,6 +89,14 @@ def command_subject(tenant_id: str, device_id: str) -> str:
 def account_name(tenant_id: str) -> str:
     """The NATS account of a tenant."""
     return f"{TENANT_ACCOUNT_PREFIX}{tenant_id}"
+
+
+def tenant_of_account(name: str) -> str | None:
+    """The tenant whose NATS account ``name`` is; None for any other account."""
+    tenant_id = name.removeprefix(TENANT_ACCOUNT_PREFIX)
+    if tenant_id == name or not _TENANT_ID.fullmatch(tenant_id):
+        return None
+    return tenant_id
 
 
 def device_username(tenant_id: str, device_id: str) -> str:

@@ -6,7 +6,10 @@ own, so a platform that dies without stopping it leaves it serving; the next sta
 same data dir finds it through the pid file, checks that the process is a nats-server
 reading this data dir's config, and reuses it (replacing it when the listeners changed).
 Accounts and devices change by rewriting the config and reloading the server, never by a
-restart: connected devices stay connected, removed ones are cut off.
+restart: connected devices stay connected, removed ones are cut off. A tenant taken off
+whose account holds JetStream state (its devices' MQTT sessions) is first *retired* (its
+account kept with nobody in it), then that state is purged, then the account dropped: an
+account dropped with its state left on disk fails nats-server's health check for good.
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ import psutil
 import structlog
 
 from plantwire.config import Settings
-from plantwire.telemetry.accounts import TenantAccount
+from plantwire.telemetry.account_purge import PurgeError, purge_account
+from plantwire.telemetry.accounts import TenantAccount, account_name, tenant_of_account
 from plantwire.telemetry.natsconf import (
     PLATFORM_USER,
+    SYSTEM_USER,
     MqttTls,
     ServerOptions,
+    configured_tenants,
     fingerprint_of,
     render_config,
 )
@@ -55,6 +61,10 @@ _log = structlog.get_logger("plantwire.broker")
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _PASSWORD_FILE = "platform-password"
+#: Healthy: serving, JetStream included, every stream on disk recovered.
+_HEALTHY = "/healthz"
+#: Started: serving with JetStream on, whatever the state on disk.
+_STARTED = "/healthz?js-enabled-only=true"
 
 
 class BrokerError(Exception):
@@ -175,7 +185,8 @@ class BundledBroker:
 
     def start(self, tenants: Sequence[TenantAccount] = ()) -> None:
         """Run the server with these tenants (or adopt the one a previous run left), and
-        return once it serves NATS, MQTT and JetStream."""
+        return once it serves NATS, MQTT and JetStream. Tenants not given whose accounts
+        hold JetStream state are taken off as ``apply()`` does: their state is purged."""
         with self._lock:
             if self.pid is not None:
                 raise BrokerError(f"the broker runs already (pid {self.pid})")
@@ -184,18 +195,27 @@ class BundledBroker:
             self._tenants = tuple(tenants)
             survivor = self._survivor()
             if survivor is not None:
-                if self._fingerprint_on_disk() == self.options.fingerprint:
+                if self._fingerprint_on_disk() != self.options.fingerprint:
+                    reason = "listener settings changed"
+                elif not self._healthy_once_started():
+                    reason = "unhealthy"
+                else:
                     self._adopt(survivor)
                     return
-                _log.info("broker.replacing", pid=survivor, reason="listener settings changed")
+                _log.info("broker.replacing", pid=survivor, reason=reason)
                 self._end_process(psutil.Process(survivor))
-            config = render_config(self.options, self._password_hash, self._tenants)
+            gone = self._gone(self._tenants)
+            config = render_config(self.options, self._password_hash, self._tenants, gone)
             self._spawn(self._write_config(config))
+            if gone:  # started with their accounts, so healthy: now purge and drop them
+                self._apply(self._tenants)
 
     def apply(self, tenants: Sequence[TenantAccount]) -> None:
         """Make these the tenants and devices the broker admits, without a restart: the
         config is checked, replaced and reloaded, and this returns once the server runs
-        it. New devices can connect at once; removed ones are disconnected."""
+        it. New devices can connect at once; removed ones are disconnected. The JetStream
+        state of the accounts of tenants not named is purged (a purge that fails leaves the
+        account with no users, and is tried again at the next call)."""
         with self._lock:
             self._apply(tuple(tenants))
 
@@ -249,22 +269,43 @@ class BundledBroker:
             raise
         _log.info("broker.started", pid=self.pid, nats=self.endpoint.url, mqtt=self.mqtt_url)
 
+    def _healthy_once_started(self) -> bool:
+        """Whether a server a previous run left is healthy, once it has started (it may
+        have been killed while starting it). One that is not has JetStream state of an
+        account it does not know (an older plantwire dropped tenants' accounts with it),
+        and reloads of such a server stay slow even after that state is gone: it is
+        replaced, not adopted."""
+        self._wait_ready(None, _STARTED)
+        return self._healthy(None, _HEALTHY)
+
     def _adopt(self, pid: int) -> None:
-        """Take over a server of ours that outlived its platform: once it answers, give it
-        the current accounts (which also proves, by its config digest, that it is the
-        server on our monitoring port)."""
+        """Take over a healthy server of ours that outlived its platform: give it the
+        current accounts (which also proves, by its config digest, that it is the server
+        on our monitoring port)."""
         self.pid = pid
         self.reused = True
-        self._wait_ready(None)
         _log.info("broker.reused", pid=pid, nats=self.endpoint.url, mqtt=self.mqtt_url)
         self._apply(self._tenants, force=True)
 
     def _apply(self, tenants: tuple[TenantAccount, ...], force: bool = False) -> None:
         if self.pid is None:
             raise BrokerError("the broker is not running")
-        config = render_config(self.options, self._password_hash, tenants)
+        gone = self._gone(tenants)
+        if gone:
+            # retired first: their devices cut off, their state still resolvable (and no new
+            # state made); then it is purged and the accounts dropped
+            self._reload(tenants, gone, force)
+            force = False
+            gone = self._purge(gone)
+        self._reload(tenants, gone, force)
+        self._tenants = tenants
+
+    def _reload(
+        self, tenants: tuple[TenantAccount, ...], retired: tuple[str, ...], force: bool
+    ) -> None:
+        """Run the config of these accounts, unless it runs already (and not ``force``)."""
+        config = render_config(self.options, self._password_hash, tenants, retired)
         if self._read_config() == config and not force:
-            self._tenants = tenants
             return
         digest = self._write_config(config)
         reload = subprocess.run(  # noqa: S603 - our own binary, our own pid
@@ -276,19 +317,50 @@ class BundledBroker:
         if reload.returncode != 0:
             raise BrokerError(f"cannot signal nats-server {self.pid}: {reload.stderr.strip()}")
         self._wait_ready(digest)
-        self._tenants = tenants
-        _log.info("broker.reloaded", pid=self.pid, tenants=len(tenants))
+        _log.info("broker.reloaded", pid=self.pid, tenants=len(tenants), retired=len(retired))
 
-    def _wait_ready(self, digest: str | None) -> None:
-        """Until the monitoring port says healthy (JetStream included) and, given a config
-        digest, reports running that config: so it is our server on that port, not another."""
+    def _gone(self, tenants: Sequence[TenantAccount]) -> tuple[str, ...]:
+        """The tenants, other than ``tenants``, that the config names or whose accounts
+        hold JetStream state: a folder in the JetStream store, which nats-server's health
+        check looks up account by account (a deleted tenant's; or one a crash, a failed
+        purge or an older plantwire left)."""
+        try:
+            names = [path.name for path in self.options.jetstream_dir.iterdir()]
+        except FileNotFoundError:
+            names = []
+        found = {tenant_of_account(name) for name in names}
+        found |= configured_tenants(self._read_config() or "")
+        found -= {tenant.tenant_id for tenant in tenants}
+        return tuple(sorted(tenant_id for tenant_id in found if tenant_id is not None))
+
+    def _purge(self, retired: tuple[str, ...]) -> tuple[str, ...]:
+        """Purge the JetStream state of these tenants' (retired) accounts; returns those
+        whose purge failed, which stay retired until a later apply tries again."""
+        failed = []
+        for tenant_id in retired:
+            account = account_name(tenant_id)
+            try:
+                purge_account(
+                    self.endpoint.url, user=SYSTEM_USER, password=self._password, account=account
+                )
+            except PurgeError as error:
+                _log.warning("broker.purge_failed", account=account, error=str(error))
+                failed.append(tenant_id)
+            else:
+                _log.info("broker.account_purged", account=account)
+        return tuple(failed)
+
+    def _wait_ready(self, digest: str | None, check: str = _HEALTHY) -> None:
+        """Until the monitoring port passes ``check`` (healthy, JetStream included, by
+        default) and, given a config digest, reports running that config: so it is our
+        server on that port, not another."""
         deadline = time.monotonic() + self.ready_timeout
         while True:
             if self._process is not None and self._process.poll() is not None:
                 code = self._process.returncode
                 self._process = None
                 raise BrokerError(f"nats-server exited with status {code}: {self._log_tail()}")
-            if self._healthy(digest):
+            if self._healthy(digest, check):
                 return
             if time.monotonic() > deadline:
                 raise BrokerError(
@@ -296,9 +368,9 @@ class BundledBroker:
                 )
             time.sleep(0.02)
 
-    def _healthy(self, digest: str | None) -> bool:
+    def _healthy(self, digest: str | None, check: str) -> bool:
         try:
-            self._monitor("/healthz")  # JetStream included
+            self._monitor(check)
             return digest is None or self._monitor("/varz").get("config_digest") == (
                 f"sha256:{digest}"
             )

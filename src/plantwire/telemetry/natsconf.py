@@ -4,13 +4,18 @@ Layout (see docs/telemetry.md): one server with JetStream and MQTT on; an accoun
 ``PLATFORM`` holding the platform's own user; one account per tenant holding its devices,
 each device limited to its own subjects; the tenant account exports its device subjects as
 streams and its command subjects as services to ``PLATFORM`` alone, which imports them under
-``tenant.<tenant_id>.`` and ``cmd.<tenant_id>.``.
+``tenant.<tenant_id>.`` and ``cmd.<tenant_id>.``. A *retired* tenant (one taken off the
+broker whose account still holds JetStream state) keeps an account with JetStream and
+nothing else, until that state is purged: nats-server's health check fails for good on
+JetStream state of an account it does not know. The system account ``$SYS`` holds one user
+of the platform's, which may make that purge request and nothing else.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +28,32 @@ from plantwire.telemetry.accounts import (
     account_name,
     device_permissions,
     device_username,
+    tenant_of_account,
 )
 
 __all__ = [
+    "ACCOUNT_PURGE_SUBJECT",
     "PLATFORM_ACCOUNT",
     "PLATFORM_USER",
+    "SYSTEM_ACCOUNT",
+    "SYSTEM_USER",
     "MqttTls",
     "ServerOptions",
+    "configured_tenants",
     "fingerprint_of",
     "render_config",
 ]
 
 PLATFORM_ACCOUNT = "PLATFORM"
 PLATFORM_USER = "platform"
+#: nats-server's default system account; declaring it (rather than naming another with
+#: ``system_account``) keeps the config reloadable from one written without it
+SYSTEM_ACCOUNT = "$SYS"
+#: The platform's user in the system account (same password as ``PLATFORM_USER``)
+SYSTEM_USER = "platform-system"
+#: ``<subject>.<account>``: delete an account's streams and its JetStream folder (a request
+#: of the system account only)
+ACCOUNT_PURGE_SUBJECT = "$JS.API.ACCOUNT.PURGE"
 SERVER_NAME = "plantwire"
 
 #: What a tenant account offers the platform: device-published subjects (streams) ...
@@ -47,6 +65,8 @@ _COMMAND_SERVICES = (
     f"{SPARKPLUG_NAMESPACE}.*.DCMD.*.*",
 )
 _FINGERPRINT_LINE = "# plantwire listeners: "
+#: The first line of an account in a rendered config (its name as ``_q`` writes it).
+_ACCOUNT_LINE = re.compile(r'  ("[^"\\]*"): \{')
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,12 @@ class ServerOptions:
         return self.directory / "nats.log"
 
     @property
+    def jetstream_dir(self) -> Path:
+        """Where JetStream keeps each account's state, a folder per account that has any
+        (nats-server puts ``jetstream/`` inside the configured ``store_dir``)."""
+        return self.directory / "jetstream"
+
+    @property
     def fingerprint(self) -> str:
         """Changes when a setting that needs a restart (not a reload) changes."""
         return hashlib.sha256(repr(self).encode("utf-8")).hexdigest()[:32]
@@ -94,12 +120,27 @@ def fingerprint_of(config_text: str) -> str | None:
     return first.removeprefix(_FINGERPRINT_LINE) if first.startswith(_FINGERPRINT_LINE) else None
 
 
+def configured_tenants(config_text: str) -> set[str]:
+    """The tenants a rendered config has accounts for (retired ones too)."""
+    found = (_ACCOUNT_LINE.fullmatch(line) for line in config_text.splitlines())
+    return {
+        tenant_id
+        for match in found
+        if match is not None and (tenant_id := tenant_of_account(json.loads(match[1])))
+    }
+
+
 def render_config(
-    options: ServerOptions, platform_password_hash: str, tenants: Sequence[TenantAccount]
+    options: ServerOptions,
+    platform_password_hash: str,
+    tenants: Sequence[TenantAccount],
+    retired: Sequence[str] = (),
 ) -> str:
-    """The whole nats-server configuration file."""
+    """The whole nats-server configuration file: ``tenants`` with their devices, and for
+    each tenant id in ``retired`` an account that nobody can use, holding its JetStream state
+    until that is purged."""
     ids = [tenant.tenant_id for tenant in tenants]
-    if len(ids) != len(set(ids)):
+    if len(set(ids) | set(retired)) != len(ids) + len(retired):
         raise ValueError("a tenant is listed twice")
     lines = [
         f"{_FINGERPRINT_LINE}{options.fingerprint}",
@@ -117,8 +158,10 @@ def render_config(
         "}",
         *_mqtt_block(options),
         "accounts {",
+        *_system_account(platform_password_hash),
         *_platform_account(platform_password_hash, ids),
         *(line for tenant in tenants for line in _tenant_account(options, tenant)),
+        *(line for tenant_id in retired for line in _retired_account(options, tenant_id)),
         "}",
     ]
     return "\n".join(lines) + "\n"
@@ -138,6 +181,19 @@ def _mqtt_block(options: ServerOptions) -> list[str]:
         block.append("  }")
     block.append("}")
     return block
+
+
+def _system_account(password_hash: str) -> list[str]:
+    user = {
+        "user": SYSTEM_USER,
+        "password": password_hash,
+        "allowed_connection_types": ["STANDARD"],
+        "permissions": {
+            "publish": {"allow": [f"{ACCOUNT_PURGE_SUBJECT}.*"]},
+            "subscribe": {"allow": ["_INBOX.>"]},
+        },
+    }
+    return [f"  {_q(SYSTEM_ACCOUNT)}: {{", f"    users: [{_value(user)}]", "  }"]
 
 
 def _platform_account(password_hash: str, tenant_ids: Iterable[str]) -> list[str]:
@@ -191,10 +247,9 @@ def _tenant_account(options: ServerOptions, tenant: TenantAccount) -> list[str]:
         f"      {{service: {_q(subject)}, accounts: [{_q(PLATFORM_ACCOUNT)}]}}"
         for subject in _COMMAND_SERVICES
     ]
-    limits = {"max_memory": options.tenant_max_memory, "max_file": options.tenant_max_store}
     return [
         f"  {_q(account_name(tenant.tenant_id))}: {{",
-        f"    jetstream: {_value(limits)}",
+        f"    jetstream: {_value(_tenant_limits(options))}",
         "    users: [",
         *users,
         "    ]",
@@ -203,6 +258,21 @@ def _tenant_account(options: ServerOptions, tenant: TenantAccount) -> list[str]:
         "    ]",
         "  }",
     ]
+
+
+def _retired_account(options: ServerOptions, tenant_id: str) -> list[str]:
+    """JetStream on, so nats-server recovers the account's streams and can purge them; no
+    users, exports or imports."""
+    TenantAccount(tenant_id)  # a tenant id, or ValueError
+    return [
+        f"  {_q(account_name(tenant_id))}: {{",
+        f"    jetstream: {_value(_tenant_limits(options))}",
+        "  }",
+    ]
+
+
+def _tenant_limits(options: ServerOptions) -> dict[str, object]:
+    return {"max_memory": options.tenant_max_memory, "max_file": options.tenant_max_store}
 
 
 def _host_port(host: str, port: int) -> str:

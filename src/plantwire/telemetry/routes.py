@@ -96,12 +96,6 @@ def _audit(
     audited(session, request, principal, action, "device", device.id, device.tenant_id, detail)
 
 
-def _changed(platform: Platform) -> None:
-    """After a committed change of devices: tell who mirrors them (the broker's accounts)."""
-    for listener in platform.device_listeners:
-        listener()
-
-
 @router.get("", response_model=DevicePage, responses=READ_ERRORS, summary="List devices")
 def list_devices(
     search: Search = None,
@@ -186,7 +180,7 @@ def create_device(
             if session.get(Tenant, tenant_id) is None:
                 raise not_found("tenant", tenant_id) from error
         raise _name_taken(body.name) from error
-    _changed(platform)
+    platform.accounts_changed()
     credentials = MqttCredentials(username=mqtt_username(device), password=secret.password)
     return DeviceCreated(**out.model_dump(), mqtt=credentials)
 
@@ -273,7 +267,7 @@ def rotate_credentials(
         device.secret_sha256, device.secret_bcrypt = secret.sha256, secret.bcrypt
         device.updated_at = utcnow()
         _audit(session, request, principal, "device.credentials", device)
-    _changed(platform)
+    platform.accounts_changed()
     return MqttCredentials(username=mqtt_username(device), password=secret.password)
 
 
@@ -288,4 +282,4 @@ def delete_device(
         device = reachable_device(session, principal, device_id)
         _audit(session, request, principal, "device.delete", device, {"name": device.name})
         session.delete(device)
-    _changed(platform)
+    platform.accounts_changed()

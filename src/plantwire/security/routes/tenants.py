@@ -162,3 +162,4 @@ def delete_tenant(
             raise conflict(
                 "The tenant still has resources (users, identifier prefixes…); remove them first."
             ) from error
+    platform.accounts_changed()  # its broker account goes, with what its devices left there

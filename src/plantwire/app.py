@@ -41,6 +41,8 @@ from plantwire.telemetry.deadletter_routes import router as dead_letters_router
 from plantwire.telemetry.devices import RegistryDevices, broker_follower, tenant_ids
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
 from plantwire.telemetry.routes import router as devices_router
+from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
+from plantwire.telemetry.sparkplug_registry import RegistrySparkplug
 from plantwire.telemetry.store import StoreError
 from plantwire.telemetry.upkeep import Retention, UpkeepMetrics, maintain_periodically
 
@@ -81,6 +83,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         platform.broker.endpoint if platform.broker is not None else broker_endpoint(settings)
     )
     ingest_metrics = IngestMetrics(platform.metrics)
+    sparkplug_metrics = SparkplugMetrics(platform.metrics)
     platform.commands = CommandWatch(platform.sessions)
     stop_ingest = asyncio.Event()
 
@@ -106,6 +109,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         RegistryDevices(platform.sessions),
                         ingest_metrics,
                         watch=platform.commands,
+                        sparkplug=SparkplugIntake(
+                            RegistrySparkplug(platform.sessions), sparkplug_metrics
+                        ),
                     )
                     background.start_soon(platform.ingest.run, stop_ingest)
                 try:

@@ -9,20 +9,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pysparkplug as psp
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 
 from plantwire.platform import Platform
+from plantwire.telemetry.accounts import Device, TenantAccount, device_username
 from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.ingest import CHECKPOINT, REASON, Ingest, IngestMetrics
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
 from plantwire.telemetry.sparkplug.host import REBIRTH
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload, PropertyValue
+from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
+from plantwire.telemetry.store import DuckDBStore
 from tests.conftest import Seed
 from tests.security.helpers import platform_of
-from tests.telemetry.conftest import MqttDevice, mqtt_device
+from tests.telemetry.conftest import CHEAP_HASH, TENANT_A, MqttDevice, mqtt_device
 from tests.telemetry.sparkplug.test_provisioning import DEVICES, make_node
+from tests.telemetry.test_ingest import FAST, Directory, dead_letters, running
 
 T = DataType
 TS = 1_764_500_000_000
@@ -207,3 +214,104 @@ async def test_births_data_and_deaths_of_nodes_and_devices(
     metrics = client.get("/metrics").text
     assert "plantwire_sparkplug_rebirth_requests_total 1.0" in metrics
     assert "plantwire_sparkplug_stale_deaths_total 1.0" in metrics
+
+
+class Nodes:
+    """A fixed directory of edge nodes (the registry's has the test above)."""
+
+    def node(self, tenant: str, group: str, edge_node: str) -> str | None:
+        return {(TENANT_A, G, "Edge1"): "edge-1", (TENANT_A, G, "Edge2"): "edge-2"}.get(
+            (tenant, group, edge_node)
+        )
+
+    def device(self, tenant: str, node_id: str, name: str) -> str | None:
+        return name
+
+
+def sparkplug_ingest(
+    broker: BundledBroker, store: DuckDBStore, registry: CollectorRegistry
+) -> Ingest:
+    intake = SparkplugIntake(Nodes(), SparkplugMetrics(registry))
+    return Ingest(
+        broker.endpoint, store, Directory({}), IngestMetrics(registry), FAST, sparkplug=intake
+    )
+
+
+def raw(store: DuckDBStore, device: str, metric: str) -> list[Any]:
+    return [point.value for point in store.raw(TENANT_A, device, metric, 0, 2**62).points]
+
+
+async def test_a_restart_resumes_from_the_committed_births_and_seq(
+    broker: BundledBroker, tmp_path: Path
+) -> None:
+    """NDATA after a restart decodes through the NBIRTH acked before it, with no rebirth
+    request; a seq gap, data before a birth and a broken payload each ask for a rebirth
+    (at most one per node in the rate limit) and are lettered or stored as they should."""
+    broker.apply(
+        [
+            TenantAccount(
+                TENANT_A,
+                (
+                    Device("edge-1", CHEAP_HASH, G, "Edge1"),
+                    Device("edge-2", CHEAP_HASH, G, "Edge2"),
+                ),
+            )
+        ]
+    )
+    user_1, user_2 = device_username(TENANT_A, "edge-1"), device_username(TENANT_A, "edge-2")
+    with (
+        DuckDBStore(tmp_path / "telemetry") as store,
+        mqtt_device(broker, user_1, client_id="e1") as edge,
+        mqtt_device(broker, user_2, client_id="e2") as edge_2,
+    ):
+        assert edge.subscribe(f"spBv1.0/{G}/NCMD/Edge1") == "Granted QoS 1"
+        assert edge_2.subscribe(f"spBv1.0/{G}/NCMD/Edge2") == "Granted QoS 1"
+        first = CollectorRegistry()
+        ingest = sparkplug_ingest(broker, store, first)
+        async with running(ingest):
+            edge.publish(f"spBv1.0/{G}/NBIRTH/Edge1", birth())
+            edge.publish(
+                f"spBv1.0/{G}/NDATA/Edge1", data(1, Metric(alias=1, datatype=T.Float, value=1.0))
+            )
+            await eventually(lambda: raw(store, "edge-1", "Temp") == [20.0, 1.0], "the first NDATA")
+        assert store.checkpoint(CHECKPOINT) == 2
+
+        second = CollectorRegistry()
+        ingest = sparkplug_ingest(broker, store, second)  # a new host: only the store knows
+        async with running(ingest):
+            edge.publish(
+                f"spBv1.0/{G}/NDATA/Edge1", data(2, Metric(alias=1, datatype=T.Float, value=2.0))
+            )
+            await eventually(lambda: raw(store, "edge-1", "Temp") == [20.0, 1.0, 2.0], "NDATA")
+            assert rebirths(edge) == []
+            assert second.get_sample_value("plantwire_sparkplug_rebirth_requests_total") == 0
+            # a gap (3, 4 missing): stored all the same, and a rebirth asked for
+            edge.publish(
+                f"spBv1.0/{G}/NDATA/Edge1", data(5, Metric(alias=1, datatype=T.Float, value=5.0))
+            )
+            await eventually(lambda: rebirths(edge) == [True], "a rebirth request after the gap")
+            assert raw(store, "edge-1", "Temp") == [20.0, 1.0, 2.0, 5.0]
+            # an unknown alias: refused; the rate limit holds the second request back
+            edge.publish(
+                f"spBv1.0/{G}/NDATA/Edge1", data(6, Metric(alias=99, datatype=T.Float, value=1.0))
+            )
+            edge.publish(f"spBv1.0/{G}/NDATA/Edge1", b"\xff\xff not protobuf")
+            # data before any birth of Edge2
+            edge_2.publish(
+                f"spBv1.0/{G}/NDATA/Edge2", data(0, Metric(alias=1, datatype=T.Float, value=7.0))
+            )
+            await eventually(lambda: rebirths(edge_2) == [True], "a rebirth request to Edge2")
+            await eventually(
+                lambda: second.get_sample_value("plantwire_ingest_messages_total") == 5,
+                "5 messages",
+            )
+        assert rebirths(edge) == [True]
+        assert second.get_sample_value("plantwire_sparkplug_seq_gaps_total") == 1
+        assert second.get_sample_value("plantwire_sparkplug_rebirth_requests_total") == 2
+        assert raw(store, "edge-2", "Temp") == []
+        letters = await dead_letters(broker)
+        assert [(subject.split(".")[2], headers[REASON]) for subject, headers, _ in letters] == [
+            ("edge-1", "alias"),
+            ("edge-1", "protobuf"),
+            ("edge-2", "birth"),
+        ]

@@ -286,8 +286,9 @@ class SparkplugHost:
                 data, datatypes=certificate.datatypes() if certificate else None
             )
         except PayloadError as error:
-            if error.reason == "datatype" and certificate is not None:
-                raise _Rebirth(error) from None  # a metric the birth did not declare
+            if error.reason == "datatype" and "the birth gave it none" in error.detail:
+                # a metric sent without a data type that the birth did not declare
+                raise _wants_rebirth("alias", error.detail) from None
             raise
         if payload.seq is None:
             raise _wants_rebirth("seq", f"the {kind} has no seq")

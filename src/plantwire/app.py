@@ -45,6 +45,8 @@ from plantwire.telemetry.live import LiveHub, LiveMetrics, LiveOptions
 from plantwire.telemetry.retention import retention_plans
 from plantwire.telemetry.retention_routes import router as retention_router
 from plantwire.telemetry.routes import router as devices_router
+from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
+from plantwire.telemetry.sparkplug_registry import RegistrySparkplug
 from plantwire.telemetry.store import StoreError
 from plantwire.telemetry.upkeep import Retention, UpkeepMetrics, maintain_periodically
 
@@ -89,6 +91,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         )
         platform.metrics.register(broker_metrics)
     ingest_metrics = IngestMetrics(platform.metrics)
+    sparkplug_metrics = SparkplugMetrics(platform.metrics)
     platform.commands = CommandWatch(platform.sessions)
     live = platform.live = LiveHub(
         LiveMetrics(platform.metrics),
@@ -123,6 +126,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         ingest_metrics,
                         watch=platform.commands,
                         feed=live.publish,
+                        sparkplug=SparkplugIntake(
+                            RegistrySparkplug(platform.sessions), sparkplug_metrics
+                        ),
                     )
                     background.start_soon(platform.ingest.run, stop_ingest)
                 try:

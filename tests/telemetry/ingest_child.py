@@ -41,8 +41,13 @@ class KillingStore:
         self.kill_after = kill_after
         self.appends = 0
 
-    def append(self, batch: PointBatch, checkpoint: tuple[str, int] | None = None) -> None:
-        self.store.append(batch, checkpoint)
+    def append(
+        self,
+        batch: PointBatch,
+        checkpoint: tuple[str, int] | None = None,
+        states: Mapping[str, bytes | None] | None = None,
+    ) -> None:
+        self.store.append(batch, checkpoint, states)
         self.appends += 1
         if self.appends == self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)

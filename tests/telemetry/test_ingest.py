@@ -229,11 +229,16 @@ class FailingStore:
         self.failing = True
         self.attempts = 0
 
-    def append(self, batch: PointBatch, checkpoint: tuple[str, int] | None = None) -> None:
+    def append(
+        self,
+        batch: PointBatch,
+        checkpoint: tuple[str, int] | None = None,
+        states: Mapping[str, bytes | None] | None = None,
+    ) -> None:
         self.attempts += 1
         if self.failing:
             raise StoreError("disk full")
-        self.store.append(batch, checkpoint)
+        self.store.append(batch, checkpoint, states)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from plantwire.cli import main
 from plantwire.telemetry.store import DuckDBStore, PointBatch
@@ -22,10 +23,13 @@ def kill_after_commit(count: int) -> None:
     appends = 0
 
     def append(
-        self: DuckDBStore, batch: PointBatch, checkpoint: tuple[str, int] | None = None
+        self: DuckDBStore,
+        batch: PointBatch,
+        checkpoint: tuple[str, int] | None = None,
+        states: Mapping[str, bytes | None] | None = None,
     ) -> None:
         nonlocal appends
-        commit(self, batch, checkpoint)
+        commit(self, batch, checkpoint, states)
         appends += 1
         if appends == count:
             sequence = checkpoint[1] if checkpoint is not None else None

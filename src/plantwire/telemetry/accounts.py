@@ -28,6 +28,7 @@ __all__ = [
     "DevicePermissions",
     "TenantAccount",
     "account_name",
+    "check_sparkplug_id",
     "command_subject",
     "commands_topic",
     "device_permissions",
@@ -114,18 +115,28 @@ def hash_device_password(password: str, rounds: int = 11) -> str:
 @dataclass(frozen=True, slots=True)
 class Device:
     """A device that connects to the broker. ``sparkplug_group`` set: the device is also a
-    Sparkplug B edge node of that group, its edge node id being ``device_id``."""
+    Sparkplug B edge node of that group, its edge node id being ``edge_node_id`` (by
+    default ``device_id``)."""
 
     device_id: str
     password_hash: str  # bcrypt ($2a$/$2b$), see hash_device_password
     sparkplug_group: str | None = None
+    edge_node_id: str | None = None
 
     def __post_init__(self) -> None:
         _check_level("device id", self.device_id)
         if self.sparkplug_group is not None:
-            _check_level("Sparkplug group id", self.sparkplug_group)
+            check_sparkplug_id("Sparkplug group id", self.sparkplug_group)
+            check_sparkplug_id("edge node id", self.edge_node)
+        elif self.edge_node_id is not None:
+            raise ValueError(f"device {self.device_id!r}: an edge node id needs a group id")
         if not self.password_hash.startswith(("$2a$", "$2b$", "$2y$")):
             raise ValueError(f"device {self.device_id!r}: password_hash is not a bcrypt hash")
+
+    @property
+    def edge_node(self) -> str:
+        """The Sparkplug edge node id of its topics."""
+        return self.edge_node_id if self.edge_node_id is not None else self.device_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +169,7 @@ def device_permissions(device: Device) -> DevicePermissions:
     publish = [mqtt_topic_to_subject(telemetry_topic(device.device_id))]
     subscribe = [mqtt_topic_to_subject(commands_topic(device.device_id))]
     if device.sparkplug_group is not None:
-        node = mqtt_topic_to_subject(f"{device.sparkplug_group}/{device.device_id}")
+        node = mqtt_topic_to_subject(f"{device.sparkplug_group}/{device.edge_node}")
         group, edge = node.split(".")
         base = f"{SPARKPLUG_NAMESPACE}.{group}"
         publish += [f"{base}.{kind}.{edge}" for kind in _SPARKPLUG_NODE_MESSAGES]
@@ -166,6 +177,14 @@ def device_permissions(device: Device) -> DevicePermissions:
         subscribe += [f"{base}.NCMD.{edge}", f"{base}.DCMD.{edge}.*"]
         subscribe.append(f"{SPARKPLUG_NAMESPACE}.STATE.*")
     return DevicePermissions(tuple(publish), tuple(subscribe))
+
+
+def check_sparkplug_id(what: str, value: str) -> None:
+    """A Sparkplug group or edge node id the bundled broker carries and permissions can name
+    exactly: the rule of device ids (1-128 of ``A-Z a-z 0-9 _ . : -``). Sparkplug allows
+    more (spaces, other characters), which nats-server's MQTT gateway cannot pass or a
+    permission subject could not hold safely; ValueError says which."""
+    _check_level(what, value)
 
 
 def _check_level(what: str, value: str) -> None:

@@ -19,7 +19,15 @@ from plantwire.security.tables import Tenant, name_key
 from plantwire.telemetry import accounts
 from plantwire.telemetry.accounts import commands_topic, hash_device_password, telemetry_topic
 from plantwire.telemetry.broker import BrokerError, BundledBroker
-from plantwire.telemetry.schemas import DataType, DeviceOut, MetricSpec, Topics
+from plantwire.telemetry.schemas import (
+    DataType,
+    DeviceKind,
+    DeviceOut,
+    MetricSpec,
+    Topics,
+    sparkplug_node_ids,
+)
+from plantwire.telemetry.sparkplug.topics import MessageType, Topic
 from plantwire.telemetry.tables import Device, DeviceMetric
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "broker_accounts",
     "broker_follower",
     "device_out",
+    "device_topics",
     "metric_rows",
     "mqtt_username",
     "new_secret",
@@ -70,18 +79,27 @@ def _tenant_ids(session: Session) -> list[str]:
 def broker_accounts(session: Session) -> list[accounts.TenantAccount]:
     """Every tenant with the devices the broker is to admit in its name."""
     rows = session.execute(
-        select(Device.tenant_id, Device.id, Device.secret_bcrypt).order_by(
-            Device.tenant_id, Device.id
-        )
+        select(Device.tenant_id, Device.id, Device.kind, Device.name, Device.secret_bcrypt)
+        .where(Device.kind != DeviceKind.SPARKPLUG_DEVICE)  # they use their node's connection
+        .order_by(Device.tenant_id, Device.id)
     ).all()
     devices = {
-        tenant_id: tuple(accounts.Device(row.id, row.secret_bcrypt) for row in group)
+        tenant_id: tuple(
+            _broker_device(row.id, row.kind, row.name, row.secret_bcrypt) for row in group
+        )
         for tenant_id, group in groupby(rows, key=lambda row: row.tenant_id)
     }
     return [
         accounts.TenantAccount(tenant_id, devices.get(tenant_id, ()))
         for tenant_id in _tenant_ids(session)
     ]
+
+
+def _broker_device(device_id: str, kind: str, name: str, bcrypt_hash: str) -> accounts.Device:
+    if kind == DeviceKind.SPARKPLUG_NODE:
+        group, edge = sparkplug_node_ids(name)
+        return accounts.Device(device_id, bcrypt_hash, group, edge)
+    return accounts.Device(device_id, bcrypt_hash)
 
 
 def broker_follower(sessions: sessionmaker[Session], broker: BundledBroker) -> Callable[[], None]:
@@ -184,6 +202,24 @@ def metric_rows(metrics: list[MetricSpec]) -> list[DeviceMetric]:
     ]
 
 
+def device_topics(device: Device) -> Topics:
+    """A JSON device's own topics; an edge node's NDATA and NCMD, a Sparkplug device's
+    DDATA and DCMD (its name is ``<group>/<edge node>[/<device>]``)."""
+    if device.kind == DeviceKind.SPARKPLUG_NODE:
+        group, edge = device.name.split("/")
+        return Topics(
+            telemetry=str(Topic(MessageType.NDATA, group, edge)),
+            commands=str(Topic(MessageType.NCMD, group, edge)),
+        )
+    if device.kind == DeviceKind.SPARKPLUG_DEVICE:
+        group, edge, name = device.name.split("/", 2)
+        return Topics(
+            telemetry=str(Topic(MessageType.DDATA, group, edge, name)),
+            commands=str(Topic(MessageType.DCMD, group, edge, name)),
+        )
+    return Topics(telemetry=telemetry_topic(device.id), commands=commands_topic(device.id))
+
+
 def device_out(device: Device) -> DeviceOut:
     return DeviceOut(
         id=device.id,
@@ -202,7 +238,8 @@ def device_out(device: Device) -> DeviceOut:
             )
             for metric in sorted(device.metrics, key=lambda metric: metric.name)
         ],
-        topics=Topics(telemetry=telemetry_topic(device.id), commands=commands_topic(device.id)),
+        parent=device.parent_id,
+        topics=device_topics(device),
         retention_days=device.retention_days,
         created_at=device.created_at,
         updated_at=device.updated_at,

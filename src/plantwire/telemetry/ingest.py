@@ -46,6 +46,7 @@ from plantwire.telemetry.accounts import TELEMETRY_PREFIX
 from plantwire.telemetry.broker import BrokerEndpoint
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.payloads import PayloadError, decode_samples
+from plantwire.telemetry.sparkplug_intake import SPARKPLUG_SUBJECTS, SparkplugIntake
 from plantwire.telemetry.store import (
     PointBatch,
     StaleCheckpointError,
@@ -183,6 +184,7 @@ class Prepared:
     resume: int | None
     last: int = 0  # the stream sequence of the run's last message
     reports: list[tuple[tuple[str, str, str], object]] = field(default_factory=list)
+    states: dict[str, bytes | None] = field(default_factory=dict)  # committed with the run
 
 
 class Ingest:
@@ -199,6 +201,7 @@ class Ingest:
         *,
         watch: CommandWatch | None = None,
         feed: Callable[[PointBatch, int], None] | None = None,
+        sparkplug: SparkplugIntake | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.store = store
@@ -213,6 +216,7 @@ class Ingest:
         # told each committed batch's points and last sequence, on the event loop; must not
         # block (the live streams' hub)
         self.feed = feed
+        self.sparkplug = sparkplug
 
     async def connect(self) -> NatsClient:
         return await nats.connect(
@@ -231,7 +235,7 @@ class Ingest:
         options = self.options
         telemetry = StreamConfig(
             name=TELEMETRY_STREAM,
-            subjects=[JSON_SUBJECTS],
+            subjects=[JSON_SUBJECTS, *SPARKPLUG_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             discard=DiscardPolicy.OLD,
             max_age=options.stream_max_age_seconds,
@@ -305,6 +309,8 @@ class Ingest:
             js = self.js = client.jetstream()
             await self.ensure_streams(js)
             applied = await asyncio.to_thread(self.store.checkpoint, CHECKPOINT)
+            if self.sparkplug is not None:  # the host's state as committed with the data
+                await asyncio.to_thread(self.sparkplug.load, self.store)
             subscription = await self.open_consumer(js, applied + 1)
             self.ready.set()
             _log.info("ingest.started", stream=TELEMETRY_STREAM, after=applied)
@@ -366,15 +372,16 @@ class Ingest:
         points, letters, reports = await self._decode(run)
         for subject, message, reason, detail in letters:
             await self._letter(js, subject, message, reason, detail)
+        states = await self._sparkplug(js, run, points) if self.sparkplug is not None else {}
         last = first + length - 1
         resume = last + 1 if length < len(fresh) else None
-        return Prepared([m for m, _, _ in run], points, resume, last, reports)
+        return Prepared([m for m, _, _ in run], points, resume, last, reports, states)
 
     async def commit(self, prepared: Prepared, stop: asyncio.Event) -> bool:
         """Store the run's points with its last sequence, then ack it. False: stopped while
         the store was failing (nothing acked; it all comes back)."""
         last = prepared.last
-        if not await self._store(prepared.points, last, stop):
+        if not await self._store(prepared.points, last, stop, prepared.states):
             return False
         if self.feed is not None:
             try:
@@ -418,6 +425,8 @@ class Ingest:
         reports: list[tuple[tuple[str, str, str], object]] = []
         watch = self.watch if self.watch is not None and self.watch.watching else None
         for (message, _, received_ms), key in zip(messages, keys, strict=True):
+            if key is None and self.sparkplug is not None and self.sparkplug.takes(message.subject):
+                continue  # see _sparkplug
             if key is None:  # the stream's subjects admit nothing else; kept, not lost
                 letters.append((f"{DEAD_LETTER_PREFIX}._", message, "subject", message.subject))
                 continue
@@ -441,6 +450,31 @@ class Ingest:
                             reports.append(((tenant_id, device_id, metric), value))
         return points, letters, reports
 
+    async def _sparkplug(
+        self, js: JetStreamContext, run: list[tuple[Msg, int, int]], points: PointBatch
+    ) -> dict[str, bytes | None]:
+        """Apply the run's Sparkplug messages to the host, in stream order, adding their
+        points; letter the refused ones, send the rebirth requests; the host's states to
+        commit with the run."""
+        assert self.sparkplug is not None
+        mine = [(m, ms) for m, _, ms in run if self.sparkplug.takes(m.subject)]
+        if not mine:
+            return {}
+        done = await asyncio.to_thread(
+            self.sparkplug.decode, [(m.subject, m.data, ms) for m, ms in mine], points
+        )
+        for index, device, reason, detail in done.letters:
+            message = mine[index][0]
+            tenant_id = message.subject.split(".", 2)[1]
+            await self._letter(js, dead_letter_subject(tenant_id, device), message, reason, detail)
+        for subject, payload in done.rebirths:
+            try:
+                assert self.client is not None  # set while running
+                await self.client.publish(subject, payload)
+            except NatsError as error:  # the next gap or early data asks again
+                _log.warning("ingest.rebirth_failed", subject=subject, error=str(error))
+        return done.states
+
     async def _letter(
         self, js: JetStreamContext, subject: str, message: Msg, reason: str, detail: str
     ) -> None:
@@ -456,14 +490,20 @@ class Ingest:
         self.metrics.bad.labels(reason).inc()
         _log.info("ingest.dead_letter", subject=message.subject, reason=reason, detail=detail)
 
-    async def _store(self, points: PointBatch, last: int, stop: asyncio.Event) -> bool:
+    async def _store(
+        self,
+        points: PointBatch,
+        last: int,
+        stop: asyncio.Event,
+        states: dict[str, bytes | None] | None = None,
+    ) -> bool:
         """Append with the checkpoint, retrying while the store fails. False: stopped
         before it succeeded."""
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self.store.append, points, (CHECKPOINT, last))
+                await asyncio.to_thread(self.store.append, points, (CHECKPOINT, last), states)
             except StaleCheckpointError:
                 return True  # applied by another run meanwhile: nothing to write twice
             except (StoreError, OSError) as error:  # a full or failing disk, say

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,7 @@ from plantwire.telemetry.devices import (
 from plantwire.telemetry.schemas import (
     DeviceCreated,
     DeviceIn,
+    DeviceKind,
     DeviceOut,
     DevicePage,
     DevicePatch,
@@ -218,6 +219,11 @@ def update_device(
                     changes["retention_days"] = [device.retention_days, body.retention_days]
                     device.retention_days = body.retention_days
             if body.name is not None and body.name != device.name:
+                if device.kind != DeviceKind.JSON:
+                    raise invalid(
+                        "A Sparkplug edge node's or device's name is its topic identity "
+                        "('<group>/<edge node>[/<device>]'): it cannot change."
+                    )
                 key = name_key(body.name)
                 taken = select(Device.id).where(
                     Device.tenant_id == device.tenant_id,
@@ -264,6 +270,10 @@ def rotate_credentials(
     secret = new_secret()
     with transaction(platform.sessions) as session:
         device = reachable_device(session, principal, device_id)
+        if device.kind == DeviceKind.SPARKPLUG_DEVICE:
+            raise conflict(
+                "A Sparkplug device has no credentials: it talks through its edge node's."
+            )
         device.secret_sha256, device.secret_bcrypt = secret.sha256, secret.bcrypt
         device.updated_at = utcnow()
         _audit(session, request, principal, "device.credentials", device)
@@ -281,5 +291,7 @@ def delete_device(
     with transaction(platform.sessions) as session:
         device = reachable_device(session, principal, device_id)
         _audit(session, request, principal, "device.delete", device, {"name": device.name})
+        if device.kind == DeviceKind.SPARKPLUG_NODE:  # its devices go with it
+            session.execute(delete(Device).where(Device.parent_id == device.id))
         session.delete(device)
     platform.accounts_changed()

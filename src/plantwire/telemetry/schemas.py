@@ -7,15 +7,24 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from plantwire.security.schemas import Id
+from plantwire.telemetry.accounts import check_sparkplug_id
 
 __all__ = [
     "MAX_METRICS",
     "DataType",
     "DeviceCreated",
     "DeviceIn",
+    "DeviceKind",
     "DeviceOut",
     "DevicePage",
     "DevicePatch",
@@ -25,6 +34,7 @@ __all__ = [
     "TenantRetentionIn",
     "TenantRetentionOut",
     "Topics",
+    "sparkplug_node_ids",
 ]
 
 MAX_METRICS = 1000  # per device
@@ -58,6 +68,26 @@ class DataType(enum.StrEnum):
     BYTES = "bytes"
     DATETIME = "datetime"
     ARRAY = "array"
+
+
+class DeviceKind(enum.StrEnum):
+    """How a device talks: JSON over MQTT, or as a Sparkplug B edge node; a Sparkplug
+    device is made by the platform when its edge node first sends its DBIRTH."""
+
+    JSON = "json"
+    SPARKPLUG_NODE = "sparkplug-node"
+    SPARKPLUG_DEVICE = "sparkplug-device"
+
+
+def sparkplug_node_ids(name: str) -> tuple[str, str]:
+    """(group id, edge node id) of an edge node's device name ``<group>/<edge_node>``;
+    ValueError says what is wrong with it."""
+    parts = name.split("/")
+    if len(parts) != 2:
+        raise ValueError("a Sparkplug edge node is named '<group id>/<edge node id>'")
+    check_sparkplug_id("Sparkplug group id", parts[0])
+    check_sparkplug_id("edge node id", parts[1])
+    return parts[0], parts[1]
 
 
 class _In(BaseModel):
@@ -95,7 +125,11 @@ def _small_attributes(attributes: dict[str, Any] | None) -> dict[str, Any] | Non
 
 class DeviceIn(_In):
     name: DeviceName
-    kind: Literal["json"] = Field("json", description="How the device talks: JSON over MQTT.")
+    kind: Literal["json", "sparkplug-node"] = Field(
+        "json",
+        description="How the device talks: 'json' (JSON over MQTT) or 'sparkplug-node' "
+        "(a Sparkplug B edge node named '<group id>/<edge node id>').",
+    )
     place: Place = Field("", description="ISA-95 place, e.g. 'Plant1/Assembly/Line3/Press1'.")
     attributes: dict[str, Any] = Field(default_factory=dict)
     metrics: Annotated[list[MetricSpec], Field(max_length=MAX_METRICS)] = Field(
@@ -110,6 +144,12 @@ class DeviceIn(_In):
 
     _metrics_unique = field_validator("metrics")(_unique_metrics)
     _attributes_small = field_validator("attributes")(_small_attributes)
+
+    @model_validator(mode="after")
+    def _sparkplug_name(self) -> DeviceIn:
+        if self.kind == "sparkplug-node":
+            sparkplug_node_ids(self.name)
+        return self
 
 
 class DevicePatch(_In):
@@ -130,8 +170,13 @@ class DevicePatch(_In):
 
 
 class Topics(BaseModel):
-    telemetry: str = Field(description="MQTT topic the device publishes its data on.")
-    commands: str = Field(description="MQTT topic the device subscribes to for commands.")
+    telemetry: str = Field(
+        description="MQTT topic the device publishes its data on (Sparkplug: its NDATA or "
+        "DDATA topic; its edge node also publishes the births and deaths beside it)."
+    )
+    commands: str = Field(
+        description="MQTT topic the device subscribes to for commands (Sparkplug: NCMD/DCMD)."
+    )
 
 
 class DeviceOut(BaseModel):
@@ -139,6 +184,9 @@ class DeviceOut(BaseModel):
     tenant: str
     name: str
     kind: str
+    parent: str | None = Field(
+        None, description="A Sparkplug device's edge node (its device id); null otherwise."
+    )
     place: str
     attributes: dict[str, Any]
     metrics: list[MetricSpec]

@@ -25,18 +25,23 @@ class Device(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "name_key", name="uq_devices_tenant_name"),
         Index("ix_devices_tenant_place", "tenant_id", "place"),
+        Index("ix_devices_parent", "parent_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(String(200))
     name_key: Mapped[str] = mapped_column(String(800))  # security.tables.name_key(name)
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))  # schemas.DeviceKind
+    # A Sparkplug device's edge node (no foreign key, see migration 0005: deleting an edge
+    # node through the API deletes its devices).
+    parent_id: Mapped[str | None] = mapped_column(String(36), default=None)
     # ISA-95 place: "site/area/line/machine" (any leading part of it), "" if not placed.
     place: Mapped[str] = mapped_column(String(400), default="")
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The MQTT secret: SHA-256 for the platform's own checks, and a bcrypt hash (low cost:
     # the secret has 256 random bits, so slowness adds nothing) for the broker's config.
+    # Both "" for a Sparkplug device, which talks through its edge node's connection.
     secret_sha256: Mapped[str] = mapped_column(String(64))
     secret_bcrypt: Mapped[str] = mapped_column(String(60))
     # Days its telemetry is kept, overriding its tenant's retention; None: the tenant's.

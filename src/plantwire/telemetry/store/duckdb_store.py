@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -167,11 +167,17 @@ class DuckDBStore:
         """The last stream sequence committed with data under ``name`` (0: none yet)."""
         return self._checkpoints.get(name, 0)
 
-    def append(self, batch: PointBatch, checkpoint: tuple[str, int] | None = None) -> None:
+    def append(
+        self,
+        batch: PointBatch,
+        checkpoint: tuple[str, int] | None = None,
+        states: Mapping[str, bytes | None] | None = None,
+    ) -> None:
         """Write ``batch`` and, in the same transaction, move checkpoint ``(name, seq)``
-        forward. Both are committed or neither; a ``seq`` not after the committed one raises
-        `StaleCheckpointError` and writes nothing."""
-        if not len(batch) and checkpoint is None:
+        forward and set ``states`` (None removes a key). All are committed or none; a
+        ``seq`` not after the committed one raises `StaleCheckpointError` and writes
+        nothing."""
+        if not len(batch) and checkpoint is None and not states:
             return
         with self._write_lock:
             if checkpoint is not None:
@@ -182,7 +188,7 @@ class DuckDBStore:
             new_tenants, new_series, ids = self._number(batch.keys)
             table = batch.to_arrow(ids)
             try:
-                self._write(table, new_tenants, new_series, checkpoint)
+                self._write(table, new_tenants, new_series, checkpoint, states or {})
             except duckdb.Error as error:  # a full disk, an I/O error: rolled back
                 raise StoreError(f"the append failed and was rolled back: {error}") from error
             for tenant_id, tenant_name in new_tenants:
@@ -199,6 +205,7 @@ class DuckDBStore:
         new_tenants: list[tuple[int, str]],
         new_series: list[tuple[int, int, str, str]],
         checkpoint: tuple[str, int] | None,
+        states: Mapping[str, bytes | None],
     ) -> None:
         cursor = self._writer
         cursor.begin()
@@ -210,6 +217,8 @@ class DuckDBStore:
             self._insert_points(cursor, table)
             if checkpoint is not None:
                 self._commit_checkpoint(cursor, *checkpoint)
+            if states:
+                self._set_states(cursor, states)
             cursor.commit()
         except BaseException:
             cursor.rollback()
@@ -251,6 +260,29 @@ class DuckDBStore:
             "INSERT INTO checkpoints VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = ?",
             [name, seq, seq],
         )
+
+    def _set_states(
+        self, cursor: duckdb.DuckDBPyConnection, states: Mapping[str, bytes | None]
+    ) -> None:
+        gone = [[key] for key, value in states.items() if value is None]
+        if gone:
+            cursor.executemany("DELETE FROM states WHERE key = ?", gone)
+        kept = [[key, value] for key, value in states.items() if value is not None]
+        if kept:
+            cursor.executemany(
+                "INSERT INTO states VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                kept,
+            )
+
+    def states(self, prefix: str) -> dict[str, bytes]:
+        """The committed states whose keys start with ``prefix``."""
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT key, value FROM states WHERE starts_with(key, ?)", [prefix]
+            ).fetchall()
+        )
+        return {str(key): bytes(value) for key, value in rows}
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ whatever holds the points (DuckDB and Parquet embedded; PostgreSQL later)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -20,9 +20,20 @@ class TimeSeriesStore(Protocol):
     """Every method that reads takes the tenant and sees only that tenant's points.
     Times are aware datetimes or epoch microseconds; ranges are [start, end)."""
 
-    def append(self, batch: PointBatch, checkpoint: tuple[str, int] | None = None) -> None:
-        """Write the batch and move the named stream checkpoint to ``seq`` in one transaction;
-        a ``seq`` not after the committed one raises `StaleCheckpointError`, writing nothing."""
+    def append(
+        self,
+        batch: PointBatch,
+        checkpoint: tuple[str, int] | None = None,
+        states: Mapping[str, bytes | None] | None = None,
+    ) -> None:
+        """Write the batch, move the named stream checkpoint to ``seq`` and set the ``states``
+        (opaque values by key; None removes one) in one transaction; a ``seq`` not after the
+        committed one raises `StaleCheckpointError`, writing nothing. States are what a
+        consumer must resume from exactly where its data stops (Sparkplug birth
+        certificates and sequence numbers), whatever backend holds them."""
+
+    def states(self, prefix: str) -> dict[str, bytes]:
+        """The states committed under keys that start with ``prefix``."""
 
     def checkpoint(self, name: str) -> int:
         """The last sequence committed under ``name`` with its data; 0 when there is none."""

@@ -1,6 +1,7 @@
 """The DuckDB store's tables and the SQL that several of its modules share.
 
-``telemetry.duckdb`` holds the catalogues (tenants, series, checkpoints, sealed files), the
+``telemetry.duckdb`` holds the catalogues (tenants, series, checkpoints and the states
+committed with them, sealed files), the
 *hot* table of recent points in arrival order, the latest point of each series, and the 1-minute
 and 1-hour rollups. Sealed points live in Parquet files beside it (see ``sealing.py``)."""
 
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS series (
     UNIQUE (tenant, device, metric)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (name VARCHAR PRIMARY KEY, seq BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS states (key VARCHAR PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS hot ({_POINT_TYPES});
 CREATE TABLE IF NOT EXISTS latest ({_POINT_TYPES}, PRIMARY KEY (series));
 CREATE TABLE IF NOT EXISTS sealed (

@@ -1,0 +1,202 @@
+"""Sparkplug B in durable ingest: the messages of every tenant's edge nodes, taken from the
+``TELEMETRY`` stream in order, applied to the host application (`sparkplug.host`), their
+points added to ingest's batch under the registry's device ids, and the host's state
+committed with them (store states ``sparkplug/<tenant>/<group>/<edge node>``).
+
+Ingest calls `SparkplugIntake.decode` for the Sparkplug messages of a batch (in a worker
+thread: the registry is SQL) and gets back the dead letters, the rebirth requests to
+publish and the states to commit with the batch's checkpoint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+
+from plantwire.telemetry.accounts import COMMAND_PREFIX, SPARKPLUG_NAMESPACE, TELEMETRY_PREFIX
+from plantwire.telemetry.payloads import PayloadError
+from plantwire.telemetry.sparkplug.host import NodeKey, SparkplugHost, rebirth_request
+from plantwire.telemetry.sparkplug.topics import (
+    MessageType,
+    Topic,
+    parse_subject,
+    topic_to_subject,
+)
+from plantwire.telemetry.store import PointBatch, TimeSeriesStore
+
+__all__ = [
+    "SPARKPLUG_SUBJECTS",
+    "STATE_PREFIX",
+    "SparkplugBatch",
+    "SparkplugDirectory",
+    "SparkplugIntake",
+    "SparkplugMetrics",
+]
+
+#: What the TELEMETRY stream captures of Sparkplug: edge nodes' and devices' own messages
+#: (not commands, not STATE) of every tenant.
+SPARKPLUG_SUBJECTS = [
+    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*"
+    for kind in ("NBIRTH", "NDEATH", "NDATA")
+] + [
+    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*.*"
+    for kind in ("DBIRTH", "DDEATH", "DDATA")
+]
+STATE_PREFIX = "sparkplug/"
+#: Dead letters of a node the registry does not know go under this device level.
+UNKNOWN_NODE = "_sparkplug"
+
+_log = structlog.get_logger("plantwire.sparkplug")
+_HEAD = f"{TELEMETRY_PREFIX}."
+
+
+class SparkplugDirectory(Protocol):
+    """Registry ids of edge nodes, and of their devices (made on first sight)."""
+
+    def node(self, tenant: str, group: str, edge_node: str) -> str | None: ...
+
+    def device(self, tenant: str, node_id: str, name: str) -> str | None: ...
+
+
+class SparkplugMetrics:
+    """Prometheus counters of the host application (totals, not per node)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.births = Counter(
+            "plantwire_sparkplug_births", "NBIRTH and DBIRTH messages applied.", registry=registry
+        )
+        self.deaths = Counter(
+            "plantwire_sparkplug_deaths",
+            "NDEATH and DDEATH messages that took a node or device offline.",
+            registry=registry,
+        )
+        self.stale_deaths = Counter(
+            "plantwire_sparkplug_stale_deaths",
+            "NDEATH messages of an older session (bdSeq not the NBIRTH's), ignored.",
+            registry=registry,
+        )
+        self.seq_gaps = Counter(
+            "plantwire_sparkplug_seq_gaps",
+            "Messages whose seq did not follow the node's last one.",
+            registry=registry,
+        )
+        self.rebirths = Counter(
+            "plantwire_sparkplug_rebirth_requests",
+            "Rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes.",
+            registry=registry,
+        )
+
+
+@dataclass(slots=True)
+class SparkplugBatch:
+    """What a batch of Sparkplug messages leaves to do: ``letters`` as (index of the message,
+    device level of the dead-letter subject, reason, detail); ``rebirths`` as (subject,
+    payload) to publish; ``states`` to commit with the batch."""
+
+    letters: list[tuple[int, str, str, str]] = field(default_factory=list)
+    rebirths: list[tuple[str, bytes]] = field(default_factory=list)
+    states: dict[str, bytes | None] = field(default_factory=dict)
+
+
+class SparkplugIntake:
+    """The host application inside ingest."""
+
+    def __init__(
+        self,
+        directory: SparkplugDirectory,
+        metrics: SparkplugMetrics,
+        host: SparkplugHost | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.metrics = metrics
+        self.host = host or SparkplugHost()
+        self._clock = clock
+
+    @staticmethod
+    def takes(subject: str) -> bool:
+        """Whether a stream subject is a Sparkplug message (``tenant.<t>.spBv1//0.…``)."""
+        head, _, rest = subject.partition(".")
+        return head == TELEMETRY_PREFIX and rest.partition(".")[2].startswith(
+            f"{SPARKPLUG_NAMESPACE}."
+        )
+
+    def load(self, store: TimeSeriesStore) -> None:
+        """Resume from the states committed with the store's checkpoint."""
+        states = {}
+        for key, data in store.states(STATE_PREFIX).items():
+            tenant, group, edge = key.removeprefix(STATE_PREFIX).split("/", 2)
+            states[(tenant, group, edge)] = data
+        self.host.load(states)
+        _log.info("sparkplug.resumed", nodes=len(states))
+
+    def decode(self, messages: list[tuple[str, bytes, int]], points: PointBatch) -> SparkplugBatch:
+        """Apply (subject, data, received ms) messages in order, adding their points."""
+        batch = SparkplugBatch()
+        now = self._clock()
+        for index, (subject, data, received_ms) in enumerate(messages):
+            _, tenant, local = subject.split(".", 2)
+            try:
+                topic = parse_subject(local)
+            except PayloadError as error:
+                batch.letters.append((index, UNKNOWN_NODE, error.reason, error.detail))
+                continue
+            if not isinstance(topic, Topic) or topic.message_type in (
+                MessageType.NCMD,
+                MessageType.DCMD,
+            ):
+                batch.letters.append((index, UNKNOWN_NODE, "topic", f"{local} is not taken"))
+                continue
+            node_id = self.directory.node(tenant, topic.group_id, topic.edge_node_id)
+            if node_id is None:
+                detail = f"no edge node {topic.group_id}/{topic.edge_node_id} (deleted?)"
+                batch.letters.append((index, UNKNOWN_NODE, "device", detail))
+                continue
+            outcome = self.host.apply(tenant, topic, data, received_ms, now)
+            key = (tenant, topic.group_id, topic.edge_node_id)
+            if outcome.rebirth:
+                batch.rebirths.append(self._rebirth(key))
+            if outcome.gap:
+                self.metrics.seq_gaps.inc()
+            if outcome.stale_death:
+                self.metrics.stale_deaths.inc()
+            if outcome.refused is not None:
+                refused = outcome.refused
+                batch.letters.append((index, node_id, refused.reason, refused.detail))
+                continue
+            if outcome.born is not None:
+                self.metrics.births.inc()
+            elif (
+                topic.message_type in (MessageType.NDEATH, MessageType.DDEATH)
+                and not outcome.stale_death
+            ):
+                self.metrics.deaths.inc()
+            if topic.device_id is not None and (
+                outcome.samples or topic.message_type is MessageType.DBIRTH
+            ):
+                name = f"{topic.group_id}/{topic.edge_node_id}/{topic.device_id}"
+                device_id = self.directory.device(tenant, node_id, name)
+                if device_id is None:
+                    detail = f"the name {name!r} is another device's, or no device name"
+                    batch.letters.append((index, node_id, "device", detail))
+                    continue
+            else:
+                device_id = node_id
+            for sample in outcome.samples:
+                points.add(
+                    tenant, device_id, sample.metric, sample.ms * 1000, sample.value, sample.quality
+                )
+        for (tenant, group, edge), state in self.host.changes():
+            batch.states[f"{STATE_PREFIX}{tenant}/{group}/{edge}"] = state
+        return batch
+
+    def _rebirth(self, key: NodeKey) -> tuple[str, bytes]:
+        tenant, group, edge = key
+        self.metrics.rebirths.inc()
+        _log.info("sparkplug.rebirth_requested", tenant=tenant, group=group, edge_node=edge)
+        subject = topic_to_subject(Topic(MessageType.NCMD, group, edge))
+        return f"{COMMAND_PREFIX}.{tenant}.{subject}", rebirth_request(int(time.time() * 1000))

@@ -163,7 +163,8 @@ def _example(document: dict[str, Any], schema: dict[str, Any], where: str) -> An
     """A valid value for ``schema`` that asks for as much as the schema allows to change,
     so that an operation reached across tenants would really do something. Enums take their
     last value: roles are listed from most to least powerful, and the least powerful one
-    keeps rank checks from masking a missing tenant check."""
+    keeps rank checks from masking a missing tenant check. An enum with a default takes it
+    (a device's ``kind``: other kinds ask more of the rest of the body)."""
     schema = _resolve(document, schema)
     for key in ("anyOf", "oneOf"):
         if key in schema:
@@ -175,7 +176,7 @@ def _example(document: dict[str, Any], schema: dict[str, Any], where: str) -> An
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
-        return schema["enum"][-1]
+        return schema.get("default", schema["enum"][-1])
     kind = schema.get("type")
     if kind == "object":
         properties = schema.get("properties", {})

@@ -1,10 +1,13 @@
 """Commands to a device's writable metrics under /api/v1/devices/{device_id}/commands:
-send one (audited, only with ``device:operate``), list them, read one with its outcome."""
+send one (audited, only with ``device:operate``), list them, read one with its outcome.
+A JSON device gets ``{"id", "metric", "value", "ts"}`` on its commands topic; a Sparkplug
+edge node an NCMD, a Sparkplug device a DCMD, typed by its birth (`sparkplug_commands`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -35,6 +38,8 @@ from plantwire.telemetry.commands import command_message, status_of
 from plantwire.telemetry.payloads import PayloadError, typed_value
 from plantwire.telemetry.routes import reachable_device
 from plantwire.telemetry.schemas import MetricName
+from plantwire.telemetry.sparkplug.commands import CommandPayload, command_payload
+from plantwire.telemetry.sparkplug_commands import SPARKPLUG_KINDS, NotBorn, sparkplug_target
 from plantwire.telemetry.tables import Device, DeviceCommand
 
 __all__ = ["router"]
@@ -82,30 +87,65 @@ def _out(command: DeviceCommand, now: datetime) -> CommandOut:
 def _checked(
     session: Session, principal: Principal, device_id: str, body: CommandIn
 ) -> tuple[Device, Any]:
-    """The device (in the caller's reach) and the value, checked against the metric."""
+    """The device (in the caller's reach) and the value, checked against the metric the
+    device API declares (a Sparkplug metric's type is its birth's: checked later)."""
     device = reachable_device(session, principal, device_id)
     metric = next((m for m in device.metrics if m.name == body.metric), None)
     if metric is None:
         raise invalid(f"The device declares no metric '{body.metric}'.")
     if not metric.writable:
         raise invalid(f"The metric '{body.metric}' is not writable.")
+    if device.kind in SPARKPLUG_KINDS:
+        return device, body.value
     try:
         return device, typed_value(body.metric, body.value, metric.data_type)
     except PayloadError as error:
         raise invalid(f"The value cannot be written: {error.detail}.") from error
 
 
-def _check(platform: Platform, principal: Principal, device_id: str, body: CommandIn) -> None:
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A command found fit to send, before it is recorded."""
+
+    tenant_id: str
+    kind: str
+    name: str
+    value: Any
+
+
+def _check(platform: Platform, principal: Principal, device_id: str, body: CommandIn) -> Checked:
     with platform.sessions() as session:
-        _checked(session, principal, device_id, body)
+        device, value = _checked(session, principal, device_id, body)
+        return Checked(device.tenant_id, device.kind, device.name, value)
+
+
+def _sparkplug(platform: Platform, checked: Checked, body: CommandIn) -> tuple[str, CommandPayload]:
+    """The subject and NCMD/DCMD payload of a command to a Sparkplug node or device, typed
+    by its birth certificate: 409 while it is offline, 422 for a value the birth's type
+    does not take."""
+    assert platform.store is not None  # ingest runs on it
+    try:
+        target = sparkplug_target(platform.store, checked.tenant_id, checked.kind, checked.name)
+    except NotBorn as error:
+        raise conflict(f"{error} A command cannot be sent now.") from error
+    now_ms = int(utcnow().timestamp() * 1000)
+    try:
+        return target.subject, command_payload(target.certificate, body.metric, body.value, now_ms)
+    except PayloadError as error:
+        raise invalid(f"The value cannot be written: {error.detail}.") from error
 
 
 def _record(
-    platform: Platform, principal: Principal, request: Request, device_id: str, body: CommandIn
-) -> tuple[DeviceCommand, str]:
+    platform: Platform,
+    principal: Principal,
+    request: Request,
+    device_id: str,
+    body: CommandIn,
+    value: Any,
+) -> DeviceCommand:
     """Keep the command as sent (audited, one transaction)."""
     with transaction(platform.sessions) as session:
-        device, value = _checked(session, principal, device_id, body)
+        device, _ = _checked(session, principal, device_id, body)
         now = utcnow()
         command = DeviceCommand(
             device_id=device.id,
@@ -128,7 +168,7 @@ def _record(
             device.tenant_id,
             {"command": command.id, "metric": body.metric, "value": value},
         )
-        return command, device.tenant_id
+        return command
 
 
 def _mark_failed(platform: Platform, command_id: str) -> None:
@@ -163,23 +203,32 @@ async def send_command(
     platform: Platform = Depends(get_platform),
 ) -> CommandOut:
     # checked before the broker is, so another tenant's device answers 404 like a missing one
-    await anyio.to_thread.run_sync(_check, platform, principal, device_id, body)
+    checked = await anyio.to_thread.run_sync(_check, platform, principal, device_id, body)
     ingest, watch = platform.ingest, platform.commands
     if ingest is None or watch is None:  # a state of the platform, not a passing failure
         raise conflict("This platform runs without a broker, so it cannot send commands.")
     client = ingest.client
     if client is None:
         raise unavailable("The platform cannot reach its broker now; no command was sent.")
-    command, tenant_id = await anyio.to_thread.run_sync(
-        _record, platform, principal, request, device_id, body
+    value = checked.value
+    sparkplug: tuple[str, CommandPayload] | None = None
+    if checked.kind in SPARKPLUG_KINDS:
+        sparkplug = await anyio.to_thread.run_sync(_sparkplug, platform, checked, body)
+        value = sparkplug[1].value
+    command = await anyio.to_thread.run_sync(
+        _record, platform, principal, request, device_id, body, value
     )
-    key = (tenant_id, device_id, command.metric)
+    if sparkplug is not None:
+        subject, message = sparkplug[0], sparkplug[1].data
+    else:
+        subject = command_subject(checked.tenant_id, device_id)
+        message = command_message(command.id, command.metric, command.value, command.sent_at)
+    key = (checked.tenant_id, device_id, command.metric)
     watch.expect(key, command.id, command.value, command.deadline)
     confirmed = watch.waiter(command.id)
     try:
-        message = command_message(command.id, command.metric, command.value, command.sent_at)
         try:
-            await client.publish(command_subject(tenant_id, device_id), message)
+            await client.publish(subject, message)
             await client.flush(timeout=5)
         except (NatsError, TimeoutError) as error:
             watch.forget(key, command.id)

@@ -372,7 +372,9 @@ class Ingest:
         points, letters, reports = await self._decode(run)
         for subject, message, reason, detail in letters:
             await self._letter(js, subject, message, reason, detail)
-        states = await self._sparkplug(js, run, points) if self.sparkplug is not None else {}
+        states: dict[str, bytes | None] = {}
+        if self.sparkplug is not None:
+            states = await self._sparkplug(js, run, points, reports)
         last = first + length - 1
         resume = last + 1 if length < len(fresh) else None
         return Prepared([m for m, _, _ in run], points, resume, last, reports, states)
@@ -451,18 +453,24 @@ class Ingest:
         return points, letters, reports
 
     async def _sparkplug(
-        self, js: JetStreamContext, run: list[tuple[Msg, int, int]], points: PointBatch
+        self,
+        js: JetStreamContext,
+        run: list[tuple[Msg, int, int]],
+        points: PointBatch,
+        reports: list[tuple[tuple[str, str, str], object]],
     ) -> dict[str, bytes | None]:
         """Apply the run's Sparkplug messages to the host, in stream order, adding their
-        points; letter the refused ones, send the rebirth requests; the host's states to
-        commit with the run."""
+        points and the read-backs of commands to ``reports``; letter the refused ones, send
+        the rebirth requests; the host's states to commit with the run."""
         assert self.sparkplug is not None
         mine = [(m, ms) for m, _, ms in run if self.sparkplug.takes(m.subject)]
         if not mine:
             return {}
+        watch = self.watch if self.watch is not None and self.watch.watching else None
         done = await asyncio.to_thread(
-            self.sparkplug.decode, [(m.subject, m.data, ms) for m, ms in mine], points
+            self.sparkplug.decode, [(m.subject, m.data, ms) for m, ms in mine], points, watch
         )
+        reports += done.reports
         for index, device, reason, detail in done.letters:
             message = mine[index][0]
             tenant_id = message.subject.split(".", 2)[1]

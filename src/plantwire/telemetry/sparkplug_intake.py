@@ -18,6 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from plantwire.telemetry.accounts import COMMAND_PREFIX, SPARKPLUG_NAMESPACE, TELEMETRY_PREFIX
+from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.payloads import PayloadError
 from plantwire.telemetry.sparkplug.host import NodeKey, SparkplugHost, rebirth_request
 from plantwire.telemetry.sparkplug.topics import (
@@ -95,11 +96,14 @@ class SparkplugMetrics:
 class SparkplugBatch:
     """What a batch of Sparkplug messages leaves to do: ``letters`` as (index of the message,
     device level of the dead-letter subject, reason, detail); ``rebirths`` as (subject,
-    payload) to publish; ``states`` to commit with the batch."""
+    payload) to publish; ``states`` to commit with the batch; ``reports``: the values stored
+    of metrics a command waits for ((tenant, device id, metric), value), as JSON decoding
+    reports them."""
 
     letters: list[tuple[int, str, str, str]] = field(default_factory=list)
     rebirths: list[tuple[str, bytes]] = field(default_factory=list)
     states: dict[str, bytes | None] = field(default_factory=dict)
+    reports: list[tuple[tuple[str, str, str], object]] = field(default_factory=list)
 
 
 class SparkplugIntake:
@@ -134,8 +138,14 @@ class SparkplugIntake:
         self.host.load(states)
         _log.info("sparkplug.resumed", nodes=len(states))
 
-    def decode(self, messages: list[tuple[str, bytes, int]], points: PointBatch) -> SparkplugBatch:
-        """Apply (subject, data, received ms) messages in order, adding their points."""
+    def decode(
+        self,
+        messages: list[tuple[str, bytes, int]],
+        points: PointBatch,
+        watch: CommandWatch | None = None,
+    ) -> SparkplugBatch:
+        """Apply (subject, data, received ms) messages in order, adding their points; with
+        a ``watch``, report the values of the metrics it watches (command read-backs)."""
         batch = SparkplugBatch()
         now = self._clock()
         for index, (subject, data, received_ms) in enumerate(messages):
@@ -190,6 +200,8 @@ class SparkplugIntake:
                 points.add(
                     tenant, device_id, sample.metric, sample.ms * 1000, sample.value, sample.quality
                 )
+                if watch is not None and watch.watches((tenant, device_id, sample.metric)):
+                    batch.reports.append(((tenant, device_id, sample.metric), sample.value))
         for (tenant, group, edge), state in self.host.changes():
             batch.states[f"{STATE_PREFIX}{tenant}/{group}/{edge}"] = state
         return batch

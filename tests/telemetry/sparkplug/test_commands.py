@@ -1,0 +1,263 @@
+"""Sparkplug commands through the command API and the real bundled broker: a paho client
+acting as the edge node gets the NCMD or DCMD on its topic, typed by its birth (read with
+our codec and with pysparkplug), answers with NDATA/DDATA, and the command is confirmed by
+that read-back. Refusals: metrics, types, ranges, roles, tenants, nodes offline."""
+
+from __future__ import annotations
+
+import struct
+import threading
+from typing import Any
+
+import pysparkplug as psp
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from plantwire.security.tables import AuditEntry
+from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
+from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
+from tests.conftest import Seed
+from tests.security.helpers import assert_problem, platform_of
+from tests.telemetry.conftest import MqttDevice, mqtt_device
+from tests.telemetry.sparkplug.test_host import TS, death, eventually
+from tests.telemetry.sparkplug.test_provisioning import DEVICES, make_node
+
+T = DataType
+G = "Plant1"
+NCMD, DCMD = f"spBv1.0/{G}/NCMD/Edge1", f"spBv1.0/{G}/DCMD/Edge1/press-1"
+NODE_METRICS = [
+    Metric(name="bdSeq", datatype=T.Int64, value=0),
+    Metric(name="Setpoint", alias=1, datatype=T.Float, value=1.0),
+    Metric(name="Mode", datatype=T.String, value="auto"),  # no alias: commanded by name
+    Metric(name="Limit", alias=3, datatype=T.Int8, value=0),
+    Metric(name="Curve", alias=4, datatype=T.Int32Array, value=[1, 2]),
+    Metric(name="Temp", alias=5, datatype=T.Float, value=20.0),
+]
+DEVICE_METRICS = [Metric(name="Speed", alias=10, datatype=T.Double, value=100.0)]
+WRITABLE = ["Setpoint", "Mode", "Limit", "Curve", "Ghost"]  # Ghost: not in the birth
+
+
+def declare(client: TestClient, headers: dict[str, str], device: str, names: list[str]) -> None:
+    """Declare the metrics writable in the device API (Sparkplug births carry no such flag)."""
+    metrics = [{"name": name, "writable": True} for name in names] + [{"name": "Temp"}]
+    patched = client.patch(f"{DEVICES}/{device}", json={"metrics": metrics}, headers=headers)
+    assert patched.status_code == 200, patched.text
+
+
+def float32(value: float) -> float:
+    result: float = struct.unpack("<f", struct.pack("<f", value))[0]
+    return result
+
+
+class EdgeNode:
+    """The edge node's firmware: births, then every NCMD/DCMD received is applied and
+    reported back in NDATA/DDATA with the node's next seq (run in a thread for ``?wait``)."""
+
+    def __init__(self, mqtt: MqttDevice) -> None:
+        self.mqtt = mqtt
+        self.seq = 0
+        self.handled = 0
+
+    def publish(self, kind: str, payload: Payload, device: str | None = None) -> None:
+        payload.seq = self.seq
+        self.seq = (self.seq + 1) % 256
+        topic = f"spBv1.0/{G}/{kind}/Edge1" + (f"/{device}" if device else "")
+        births = kind.endswith("BIRTH")
+        self.mqtt.publish(topic, encode_payload(payload, include_datatypes=births))
+
+    def born(self) -> None:
+        self.publish("NBIRTH", Payload(timestamp=TS, metrics=list(NODE_METRICS)))
+        self.publish("DBIRTH", Payload(timestamp=TS, metrics=list(DEVICE_METRICS)), "press-1")
+
+    def commands(self) -> list[tuple[str, bytes]]:
+        return [(t, p) for t, p in self.mqtt.messages if "CMD/" in t]
+
+    def answer_all(self) -> None:
+        """Report each command not answered yet at the value it wrote."""
+        received = self.commands()
+        for topic, data in received[self.handled :]:
+            payload = decode_payload(data)
+            device = topic.split("/")[4] if "/DCMD/" in topic else None
+            self.publish(
+                "DDATA" if device else "NDATA",
+                Payload(timestamp=payload.timestamp, metrics=payload.metrics),
+                device,
+            )
+        self.handled = len(received)
+
+    def echo(self, stop: threading.Event) -> threading.Thread:
+        def run() -> None:
+            while not stop.is_set():
+                self.answer_all()
+                stop.wait(0.02)
+
+        thread = threading.Thread(target=run, name="edge-node-echo")
+        thread.start()
+        return thread
+
+
+async def born_node(
+    client: TestClient, seed: Seed, broker: BundledBroker
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tenant a's Plant1/Edge1 (the node) with writable metrics declared, once ingest runs."""
+    headers = seed.tenants["a"].headers["engineer"]
+    node = make_node(client, headers, f"{G}/Edge1")
+    declare(client, headers, str(node["id"]), WRITABLE)
+    platform = platform_of(client)
+    await eventually(
+        lambda: platform.ingest is not None and platform.ingest.client is not None, "ingest"
+    )
+    return node, node["mqtt"]  # type: ignore[return-value]
+
+
+async def test_ncmd_and_dcmd_are_typed_by_the_birth_and_confirmed_by_read_back(
+    with_broker: tuple[TestClient, Seed, BundledBroker],
+) -> None:
+    client, seed, broker = with_broker
+    tenant = seed.tenants["a"]
+    operator, engineer = tenant.headers["operator"], tenant.headers["engineer"]
+    node, credentials = await born_node(client, seed, broker)
+    commands = f"{DEVICES}/{node['id']}/commands"
+    with mqtt_device(broker, credentials["username"], credentials["password"]) as mqtt:
+        assert mqtt.subscribe(NCMD) == "Granted QoS 1"
+        assert mqtt.subscribe(DCMD) == "Granted QoS 1"
+        edge = EdgeNode(mqtt)
+        edge.born()
+        found: list[dict[str, Any]] = []
+
+        def press_made() -> bool:
+            answer = client.get(DEVICES, params={"search": "press-1"}, headers=engineer)
+            found[:] = answer.json()["items"]
+            return bool(found)
+
+        await eventually(press_made, "the DBIRTH")
+        press = found[0]
+        declare(client, engineer, press["id"], ["Speed"])
+
+        # NCMD by alias, a Float: the value as 32 bits carry it
+        sent = client.post(commands, json={"metric": "Setpoint", "value": 7.1}, headers=operator)
+        assert sent.status_code == 202, sent.text
+        command = sent.json()
+        assert (command["status"], command["value"]) == ("sent", float32(7.1))
+        ((topic, data),) = mqtt.wait_message(1)
+        assert topic == NCMD
+        ours = decode_payload(data)
+        assert ours.seq is None
+        assert ours.timestamp is not None
+        assert ours.metrics == [Metric(None, 1, ours.timestamp, T.Float, float32(7.1))]
+        (theirs,) = psp.NCmd.decode(data).metrics
+        assert (theirs.name, theirs.alias, theirs.datatype) == (None, 1, psp.DataType.FLOAT)
+        assert theirs.value == float32(7.1)
+        one = f"{commands}/{command['id']}"
+        assert client.get(one, headers=operator).json()["status"] == "sent"
+        edge.answer_all()  # NDATA, Setpoint by alias at the commanded value
+        await eventually(
+            lambda: client.get(one, headers=operator).json()["status"] == "confirmed", "read-back"
+        )
+
+        # NCMD by name (Mode has no alias), confirmed within ?wait by the echoing node
+        stop = threading.Event()
+        firmware = edge.echo(stop)
+        try:
+            waited = client.post(
+                f"{commands}?wait=10", json={"metric": "Mode", "value": "manual"}, headers=operator
+            )
+            # DCMD to the device: an integer is a fine Double
+            to_press = client.post(
+                f"{DEVICES}/{press['id']}/commands?wait=10",
+                json={"metric": "Speed", "value": 1500},
+                headers=operator,
+            )
+        finally:
+            stop.set()
+            firmware.join()
+        assert waited.status_code == 202, waited.text
+        assert (waited.json()["status"], waited.json()["value"]) == ("confirmed", "manual")
+        assert to_press.status_code == 202, to_press.text
+        assert (to_press.json()["status"], to_press.json()["value"]) == ("confirmed", 1500.0)
+        (by_name,) = decode_payload(edge.commands()[1][1]).metrics
+        assert (by_name.name, by_name.alias, by_name.datatype) == ("Mode", None, T.String)
+        dcmd_topic, dcmd = edge.commands()[2]
+        assert dcmd_topic == DCMD
+        (speed,) = decode_payload(dcmd).metrics
+        assert (speed.name, speed.alias, speed.datatype, speed.value) == (
+            None,
+            10,
+            T.Double,
+            1500.0,
+        )
+        (their_speed,) = psp.DCmd.decode(dcmd).metrics
+        assert (their_speed.alias, their_speed.datatype, their_speed.value) == (
+            10,
+            psp.DataType.DOUBLE,
+            1500.0,
+        )
+        assert [t for t, _ in mqtt.messages] == [NCMD, NCMD, DCMD]  # no rebirth request
+    listed = client.get(commands, headers=tenant.headers["viewer"]).json()["items"]
+    assert [(c["metric"], c["status"]) for c in listed] == [
+        ("Mode", "confirmed"),
+        ("Setpoint", "confirmed"),
+    ]
+    with platform_of(client).sessions() as session:
+        audited = session.scalars(
+            select(AuditEntry.action).where(AuditEntry.target_id.in_([node["id"], press["id"]]))
+        ).all()
+    assert audited.count("device.command") == 3
+
+
+async def test_sparkplug_commands_are_refused_rightly(
+    with_broker: tuple[TestClient, Seed, BundledBroker],
+) -> None:
+    client, seed, broker = with_broker
+    tenant = seed.tenants["a"]
+    operator = tenant.headers["operator"]
+    node, credentials = await born_node(client, seed, broker)
+    commands = f"{DEVICES}/{node['id']}/commands"
+    ok = {"metric": "Setpoint", "value": 2.5}
+    never_born = make_node(client, tenant.headers["engineer"], f"{G}/Edge2")
+    declare(client, tenant.headers["engineer"], str(never_born["id"]), ["Setpoint"])
+    refused = client.post(f"{DEVICES}/{never_born['id']}/commands", json=ok, headers=operator)
+    assert "has not sent its NBIRTH" in assert_problem(refused, 409)["detail"]
+    with mqtt_device(broker, credentials["username"], credentials["password"]) as mqtt:
+        assert mqtt.subscribe(NCMD) == "Granted QoS 1"
+        edge = EdgeNode(mqtt)
+        assert_problem(client.post(commands, json=ok, headers=operator), 409)  # not born yet
+        edge.born()
+        platform = platform_of(client)
+        assert platform.store is not None
+        key = f"sparkplug/{tenant.id}/{G}/Edge1"
+        await eventually(lambda: bool(platform.store and platform.store.states(key)), "NBIRTH")
+        bad: list[tuple[dict[str, Any], str]] = [
+            ({"metric": "Temp", "value": 1.0}, "not writable"),
+            ({"metric": "Pressure", "value": 1.0}, "declares no metric"),
+            ({"metric": "Ghost", "value": 1.0}, "birth certificate has no metric"),
+            ({"metric": "Setpoint", "value": "high"}, "cannot be str"),
+            ({"metric": "Setpoint", "value": True}, "cannot be bool"),
+            ({"metric": "Setpoint", "value": 1e39}, "too large for a Float"),
+            ({"metric": "Limit", "value": 300}, "out of the Int8 range"),
+            ({"metric": "Limit", "value": 1.0}, "cannot be float"),
+            ({"metric": "Mode", "value": 3}, "not a string"),
+            ({"metric": "Curve", "value": 1}, "not a scalar"),
+        ]
+        for body, detail in bad:
+            problem = assert_problem(client.post(commands, json=body, headers=operator), 422)
+            assert detail in problem["detail"], (body, problem)
+        viewer = tenant.headers["viewer"]
+        assert_problem(client.post(commands, json=ok, headers=viewer), 403)
+        other = seed.tenants["b"].headers["tenant-admin"]
+        assert_problem(client.post(commands, json=ok, headers=other), 404)
+        assert client.get(commands, headers=operator).json()["items"] == []
+        assert client.post(commands, json=ok, headers=operator).status_code == 202
+        assert mqtt.wait_message(1)[0][0] == NCMD
+        # the node dies: offline, no command reaches it
+        mqtt.publish(f"spBv1.0/{G}/NDEATH/Edge1", death())
+        await eventually(
+            lambda: (
+                b'"online":false' in (platform.store.states(key) if platform.store else {})[key]
+            ),
+            "NDEATH",
+        )
+        refused = client.post(commands, json=ok, headers=operator)
+        assert "offline" in assert_problem(refused, 409)["detail"]
+    assert len(client.get(commands, headers=operator).json()["items"]) == 1

@@ -368,14 +368,20 @@ def dead_letters(site: Site, admin: dict[str, str], device: str) -> list[bytes]:
     return [item["payload"].encode() for item in answer["items"]]
 
 
-def make_devices(site: Site) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """The admin's headers, and devices of a new tenant made through the API."""
+def admin_and_tenant(site: Site) -> tuple[dict[str, str], dict[str, Any]]:
+    """The admin's headers, and a new tenant made through the API."""
     login = {"username": "admin", "password": ADMIN_PASSWORD}
     token = httpx.post(f"{site.url}/api/v1/auth/login", json=login, timeout=10).json()["token"]
     admin = {"Authorization": f"Bearer {token}"}
     tenant = httpx.post(
         f"{site.url}/api/v1/tenants", json={"name": "Plant"}, headers=admin, timeout=10
     ).json()
+    return admin, tenant
+
+
+def make_devices(site: Site) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The admin's headers, and devices of a new tenant made through the API."""
+    admin, tenant = admin_and_tenant(site)
     metrics = [{"name": name, "data_type": kind} for name, kind in TYPES.items()]
     devices = []
     for number in range(DEVICES):

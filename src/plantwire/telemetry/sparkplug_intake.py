@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from plantwire.telemetry.accounts import COMMAND_PREFIX, SPARKPLUG_NAMESPACE, TELEMETRY_PREFIX
 from plantwire.telemetry.payloads import PayloadError
@@ -89,6 +89,11 @@ class SparkplugMetrics:
             "Rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes.",
             registry=registry,
         )
+        self.nodes_online = Gauge(
+            "plantwire_sparkplug_nodes_online",
+            "Edge nodes online (born, not dead since), as committed with the data.",
+            registry=registry,
+        )
 
 
 @dataclass(slots=True)
@@ -132,12 +137,14 @@ class SparkplugIntake:
             tenant, group, edge = key.removeprefix(STATE_PREFIX).split("/", 2)
             states[(tenant, group, edge)] = data
         self.host.load(states)
+        self._count_online()
         _log.info("sparkplug.resumed", nodes=len(states))
 
     def decode(self, messages: list[tuple[str, bytes, int]], points: PointBatch) -> SparkplugBatch:
         """Apply (subject, data, received ms) messages in order, adding their points."""
         batch = SparkplugBatch()
         now = self._clock()
+        moved = False  # a node born or dead: count the nodes online again
         for index, (subject, data, received_ms) in enumerate(messages):
             _, tenant, local = subject.split(".", 2)
             try:
@@ -157,6 +164,7 @@ class SparkplugIntake:
                 batch.letters.append((index, UNKNOWN_NODE, "device", detail))
                 continue
             outcome = self.host.apply(tenant, topic, data, received_ms, now)
+            moved |= topic.message_type in (MessageType.NBIRTH, MessageType.NDEATH)
             key = (tenant, topic.group_id, topic.edge_node_id)
             if outcome.rebirth:
                 batch.rebirths.append(self._rebirth(key))
@@ -192,7 +200,12 @@ class SparkplugIntake:
                 )
         for (tenant, group, edge), state in self.host.changes():
             batch.states[f"{STATE_PREFIX}{tenant}/{group}/{edge}"] = state
+        if moved:
+            self._count_online()
         return batch
+
+    def _count_online(self) -> None:
+        self.metrics.nodes_online.set(sum(node.online for node in self.host.nodes.values()))
 
     def _rebirth(self, key: NodeKey) -> tuple[str, bytes]:
         tenant, group, edge = key

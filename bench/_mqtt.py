@@ -3,14 +3,17 @@ asyncio streams, with every packet encoded before the clock starts.
 
 Benchmarks measure the platform, not the load generator. paho-mqtt spends ~150 µs of Python
 per QoS 1 message (measured here); on a 2-core machine two paho publishers took most of a core
-that the broker and ingest needed. This client writes pre-built packets and counts PUBACKs,
-a few microseconds per message. The platform's own tests use paho: this is for benches only."""
+that the broker and ingest needed. This client writes pre-built packets (encoded by the
+platform's own ``mqtt_packets``) and counts PUBACKs, a few microseconds per message. The
+platform's own tests use paho: this is for benches only."""
 
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Sequence
+
+from plantwire.telemetry.mqtt_packets import connect as connect_packet
+from plantwire.telemetry.mqtt_packets import publish as publish_packet
 
 __all__ = ["MqttError", "QoS1Publisher", "publish_packet"]
 
@@ -19,35 +22,6 @@ MAX_PACKET_ID = 65_535
 
 class MqttError(RuntimeError):
     pass
-
-
-def _length(value: int) -> bytes:
-    """MQTT's variable byte integer (remaining length)."""
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("!H", len(raw)) + raw
-
-
-def connect_packet(client_id: str, username: str, password: str, keepalive: int = 60) -> bytes:
-    flags = 0x80 | 0x40 | 0x02  # user name, password, clean session
-    variable = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
-    payload = _string(client_id) + _string(username) + _string(password)
-    body = variable + payload
-    return b"\x10" + _length(len(body)) + body
-
-
-def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
-    """A QoS 1 PUBLISH; ``packet_id`` in 1..65535."""
-    body = _string(topic) + struct.pack("!H", packet_id) + payload
-    return b"\x32" + _length(len(body)) + body
 
 
 class QoS1Publisher:

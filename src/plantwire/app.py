@@ -47,12 +47,22 @@ from plantwire.telemetry.retention_routes import router as retention_router
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
 from plantwire.telemetry.sparkplug_registry import RegistrySparkplug
+from plantwire.telemetry.sparkplug_state import HostStatePublisher, host_state_publisher
 from plantwire.telemetry.store import StoreError
 from plantwire.telemetry.upkeep import Retention, UpkeepMetrics, maintain_periodically
 
 __all__ = ["create_app"]
 
 OPENAPI_URL = "/api/openapi.json"
+
+
+async def _publish_state(
+    publisher: HostStatePublisher, stop: asyncio.Event, done: anyio.Event
+) -> None:
+    try:
+        await publisher.run(stop)
+    finally:
+        done.set()
 
 
 def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
@@ -76,6 +86,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         follow = broker_follower(platform.sessions, platform.broker)
         platform.account_listeners.append(follow)
         follow()
+    host_state = platform.host_state = host_state_publisher(platform.broker, platform.metrics)
+    if host_state is not None:  # told after the broker has the change
+        platform.account_listeners.append(host_state.changed)
 
     upkeep_metrics = UpkeepMetrics(platform.metrics)
     retention = Retention(
@@ -98,6 +111,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         LiveOptions(settings.live_streams_per_tenant, settings.live_stream_buffer_points),
     )
     stop_ingest = asyncio.Event()
+    stop_state = asyncio.Event()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -131,14 +145,21 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         ),
                     )
                     background.start_soon(platform.ingest.run, stop_ingest)
+                state_done = anyio.Event()
+                if host_state is not None:
+                    background.start_soon(_publish_state, host_state, stop_state, state_done)
                 try:
                     yield
                 finally:
                     live.close()  # open streams end (if the server has not ended them)
                     stop_ingest.set()
+                    stop_state.set()  # the host's STATE deaths, published before the broker stops
                     if platform.ingest is not None:  # it finishes the batch in hand
                         with anyio.move_on_after(30):
                             await platform.ingest.stopped.wait()
+                    if host_state is not None:
+                        with anyio.move_on_after(15):
+                            await state_done.wait()
                     background.cancel_scope.cancel()  # waits for a run in progress
         finally:
             if platform.store is not None:

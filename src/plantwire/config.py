@@ -109,6 +109,14 @@ class Settings(BaseSettings):
     broker_tenant_max_store_bytes: int = Field(
         1024 * 1024 * 1024, ge=0, description="JetStream file storage each tenant account may use."
     )
+    sparkplug_host_id: str = Field(
+        "plantwire",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.:-]*$",
+        description="The Sparkplug host id: the platform publishes its STATE on "
+        "spBv1.0/STATE/<id> in every tenant account with an edge node.",
+    )
     broker_metrics_seconds: int = Field(
         5,
         ge=1,

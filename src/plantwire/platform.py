@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from plantwire.telemetry.commands import CommandWatch
     from plantwire.telemetry.ingest import Ingest
     from plantwire.telemetry.live import LiveHub
+    from plantwire.telemetry.sparkplug_state import HostStatePublisher
     from plantwire.telemetry.store import TimeSeriesStore
 
 __all__ = ["Platform", "get_platform", "platform_of"]
@@ -53,6 +54,8 @@ class Platform:
     # live streams of devices' points, fed by ingest after each commit; closed when the
     # server begins to shut down (serving.PlatformServer) and by the app's shutdown
     live: LiveHub | None = None
+    # the Sparkplug host's STATE in each tenant account with an edge node (bundled broker)
+    host_state: HostStatePublisher | None = None
 
     def accounts_changed(self) -> None:
         """After a committed change of tenants, devices or device secrets: tell who mirrors

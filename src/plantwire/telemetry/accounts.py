@@ -34,6 +34,8 @@ __all__ = [
     "device_permissions",
     "device_username",
     "hash_device_password",
+    "host_permissions",
+    "host_username",
     "mqtt_topic_to_subject",
     "telemetry_subject",
     "telemetry_topic",
@@ -146,6 +148,11 @@ class TenantAccount:
     tenant_id: str
     devices: tuple[Device, ...] = ()
 
+    @property
+    def has_sparkplug(self) -> bool:
+        """Whether it has a Sparkplug edge node: then the host publishes its STATE here."""
+        return any(device.sparkplug_group is not None for device in self.devices)
+
     def __post_init__(self) -> None:
         if not _TENANT_ID.fullmatch(self.tenant_id):
             raise ValueError(f"tenant id {self.tenant_id!r} is not 1-64 of [A-Za-z0-9_-]")
@@ -177,6 +184,18 @@ def device_permissions(device: Device) -> DevicePermissions:
         subscribe += [f"{base}.NCMD.{edge}", f"{base}.DCMD.{edge}.*"]
         subscribe.append(f"{SPARKPLUG_NAMESPACE}.STATE.*")
     return DevicePermissions(tuple(publish), tuple(subscribe))
+
+
+def host_username(tenant_id: str) -> str:
+    """The MQTT user the platform's Sparkplug host connects as in a tenant's account, to
+    publish its STATE there. A ``/`` is in no device id, so no device can hold the name."""
+    return f"sparkplug-host/{tenant_id}"
+
+
+def host_permissions(host_id: str) -> DevicePermissions:
+    """The host's user may publish its own STATE and subscribe to nothing."""
+    check_sparkplug_id("Sparkplug host id", host_id)
+    return DevicePermissions((f"{SPARKPLUG_NAMESPACE}.STATE.{host_id}",), ())
 
 
 def check_sparkplug_id(what: str, value: str) -> None:

@@ -36,6 +36,7 @@ from plantwire.telemetry.live import (
 )
 from plantwire.telemetry.query import QueryError
 from plantwire.telemetry.routes import reachable_device
+from plantwire.telemetry.sparkplug_status import sparkplug_status
 from plantwire.telemetry.store import TimeSeriesStore
 from plantwire.telemetry.store.model import from_micros
 
@@ -73,6 +74,11 @@ class LatestValue(BaseModel):
         "ISO 8601, or an array of them; NaN and infinities are null."
     )
     quality: Literal["good", "uncertain", "bad"]
+    stale: bool | None = Field(
+        None,
+        description="Of a Sparkplug edge node or device that is offline (dead, or not born "
+        "again): true, and the quality is uncertain whatever it was stored with.",
+    )
 
 
 class LatestValues(RootModel[dict[str, LatestValue]]):
@@ -121,8 +127,16 @@ def device_latest(
     principal: Principal = Depends(require(Permission.DEVICE_READ)),
     platform: Platform = Depends(get_platform),
 ) -> Response:
-    tenant = _device_tenant(platform, principal, device_id)
-    return JSONResponse(query.latest(_store(platform), tenant, device_id))
+    with platform.sessions() as session:
+        device = reachable_device(session, principal, device_id)
+        tenant, kind, name = device.tenant_id, device.kind, device.name
+    store = _store(platform)
+    latest = query.latest(store, tenant, device_id)
+    status = sparkplug_status(store, tenant, kind, name)
+    if status is not None and not status.online:  # the host's view: no longer current
+        for value in latest.values():
+            value["quality"], value["stale"] = "uncertain", True
+    return JSONResponse(latest)
 
 
 @router.get(

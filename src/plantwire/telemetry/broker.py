@@ -153,8 +153,12 @@ class BundledBroker:
         binary: Path | None = None,
         ready_timeout: float = 20.0,
         stop_timeout: float = 10.0,
+        sparkplug_host_id: str | None = None,
     ) -> None:
         self.options = options
+        # set: each tenant account with a Sparkplug edge node gets the host's user, which
+        # publishes this host's STATE there (sparkplug_state.HostStatePublisher)
+        self.sparkplug_host_id = sparkplug_host_id
         self.binary = binary or nats_server_binary()
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -163,11 +167,13 @@ class BundledBroker:
         self._process: subprocess.Popen[bytes] | None = None
         self._password = ""
         self._password_hash = ""
+        self._host_password_hash = ""
         self._tenants: tuple[TenantAccount, ...] = ()
         self._lock = threading.RLock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> BundledBroker:
+        kwargs.setdefault("sparkplug_host_id", settings.sparkplug_host_id)
         return cls(server_options(settings), **kwargs)
 
     @property
@@ -175,6 +181,11 @@ class BundledBroker:
         return BrokerEndpoint(
             f"nats://127.0.0.1:{self.options.nats_port}", PLATFORM_USER, self._password
         )
+
+    @property
+    def tenants(self) -> tuple[TenantAccount, ...]:
+        """The tenants and devices the broker was last given."""
+        return self._tenants
 
     @property
     def mqtt_url(self) -> str:
@@ -205,7 +216,9 @@ class BundledBroker:
                 _log.info("broker.replacing", pid=survivor, reason=reason)
                 self._end_process(psutil.Process(survivor))
             gone = self._gone(self._tenants)
-            config = render_config(self.options, self._password_hash, self._tenants, gone)
+            config = render_config(
+                self.options, self._password_hash, self._tenants, gone, self._host()
+            )
             self._spawn(self._write_config(config))
             if gone:  # started with their accounts, so healthy: now purge and drop them
                 self._apply(self._tenants)
@@ -304,7 +317,7 @@ class BundledBroker:
         self, tenants: tuple[TenantAccount, ...], retired: tuple[str, ...], force: bool
     ) -> None:
         """Run the config of these accounts, unless it runs already (and not ``force``)."""
-        config = render_config(self.options, self._password_hash, tenants, retired)
+        config = render_config(self.options, self._password_hash, tenants, retired, self._host())
         if self._read_config() == config and not force:
             return
         digest = self._write_config(config)
@@ -446,6 +459,16 @@ class BundledBroker:
             self._password = password
             hashed = bcrypt.hashpw(password.encode("ascii"), bcrypt.gensalt(10))
             self._password_hash = hashed.decode("ascii")
+            # the host connects once per tenant account with edge nodes, and nats-server
+            # runs bcrypt on every connect: bcrypt's cheapest cost, as a 256-bit random
+            # password needs no slow hash to withstand guessing
+            cheap = bcrypt.hashpw(password.encode("ascii"), bcrypt.gensalt(4))
+            self._host_password_hash = cheap.decode("ascii")
+
+    def _host(self) -> tuple[str, str] | None:
+        if self.sparkplug_host_id is None:
+            return None
+        return self.sparkplug_host_id, self._host_password_hash
 
     def _read_config(self) -> str | None:
         try:

@@ -8,7 +8,9 @@ streams and its command subjects as services to ``PLATFORM`` alone, which import
 broker whose account still holds JetStream state) keeps an account with JetStream and
 nothing else, until that state is purged: nats-server's health check fails for good on
 JetStream state of an account it does not know. The system account ``$SYS`` holds one user
-of the platform's, which may make that purge request and nothing else.
+of the platform's, which may make that purge request and nothing else. A tenant with a
+Sparkplug edge node also holds the platform's Sparkplug host user (MQTT only), which may
+publish the host's STATE in that account and nothing else (see ``sparkplug_state``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from plantwire.telemetry.accounts import (
     account_name,
     device_permissions,
     device_username,
+    host_permissions,
+    host_username,
     tenant_of_account,
 )
 
@@ -135,10 +139,12 @@ def render_config(
     platform_password_hash: str,
     tenants: Sequence[TenantAccount],
     retired: Sequence[str] = (),
+    host: tuple[str, str] | None = None,
 ) -> str:
     """The whole nats-server configuration file: ``tenants`` with their devices, and for
     each tenant id in ``retired`` an account that nobody can use, holding its JetStream state
-    until that is purged."""
+    until that is purged. ``host``: (Sparkplug host id, bcrypt hash of the platform's
+    password) of the host user put into each tenant account with a Sparkplug edge node."""
     ids = [tenant.tenant_id for tenant in tenants]
     if len(set(ids) | set(retired)) != len(ids) + len(retired):
         raise ValueError("a tenant is listed twice")
@@ -160,7 +166,7 @@ def render_config(
         "accounts {",
         *_system_account(platform_password_hash),
         *_platform_account(platform_password_hash, ids),
-        *(line for tenant in tenants for line in _tenant_account(options, tenant)),
+        *(line for tenant in tenants for line in _tenant_account(options, tenant, host)),
         *(line for tenant_id in retired for line in _retired_account(options, tenant_id)),
         "}",
     ]
@@ -226,7 +232,9 @@ def _platform_account(password_hash: str, tenant_ids: Iterable[str]) -> list[str
     ]
 
 
-def _tenant_account(options: ServerOptions, tenant: TenantAccount) -> list[str]:
+def _tenant_account(
+    options: ServerOptions, tenant: TenantAccount, host: tuple[str, str] | None
+) -> list[str]:
     users = []
     for device in tenant.devices:
         permissions = device_permissions(device)
@@ -237,6 +245,19 @@ def _tenant_account(options: ServerOptions, tenant: TenantAccount) -> list[str]:
             "permissions": {
                 "publish": {"allow": list(permissions.publish)},
                 "subscribe": {"allow": list(permissions.subscribe)},
+            },
+        }
+        users.append(f"      {_value(user)}")
+    if host is not None and tenant.has_sparkplug:
+        host_id, password_hash = host
+        allowed = host_permissions(host_id)
+        user = {
+            "user": host_username(tenant.tenant_id),
+            "password": password_hash,
+            "allowed_connection_types": ["MQTT"],
+            "permissions": {
+                "publish": {"allow": list(allowed.publish)},
+                "subscribe": {"deny": [">"]},
             },
         }
         users.append(f"      {_value(user)}")

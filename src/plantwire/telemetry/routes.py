@@ -48,6 +48,7 @@ from plantwire.telemetry.schemas import (
     MqttCredentials,
     Place,
 )
+from plantwire.telemetry.sparkplug_status import sparkplug_status
 from plantwire.telemetry.tables import Device
 
 __all__ = ["reachable_device", "router"]
@@ -193,7 +194,10 @@ def get_device(
     platform: Platform = Depends(get_platform),
 ) -> DeviceOut:
     with platform.sessions() as session:
-        return device_out(reachable_device(session, principal, device_id))
+        shown = device_out(reachable_device(session, principal, device_id))
+    if platform.store is not None:
+        shown.sparkplug = sparkplug_status(platform.store, shown.tenant, shown.kind, shown.name)
+    return shown
 
 
 @router.patch(

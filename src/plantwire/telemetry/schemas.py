@@ -179,6 +179,21 @@ class Topics(BaseModel):
     )
 
 
+class SparkplugStatus(BaseModel):
+    """What the Sparkplug host application knows of an edge node or Sparkplug device, as
+    committed with the stored data. ``bd_seq``, ``rebirths`` and ``seq_gaps`` are the edge
+    node's (Sparkplug numbers messages and asks for rebirths per node)."""
+
+    online: bool = Field(description="Born and not dead since (a device: its node too).")
+    birth: datetime | None = Field(description="When the stream took its last NBIRTH/DBIRTH.")
+    last_death: datetime | None = Field(
+        description="When it last went offline (NDEATH, DDEATH, a new NBIRTH, a bad birth)."
+    )
+    bd_seq: int | None = Field(description="The bdSeq of the node's NBIRTH.")
+    rebirths: int = Field(description="Rebirth requests sent to the node.")
+    seq_gaps: int = Field(description="The node's messages whose seq did not follow.")
+
+
 class DeviceOut(BaseModel):
     id: str
     tenant: str
@@ -196,6 +211,11 @@ class DeviceOut(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+    sparkplug: SparkplugStatus | None = Field(
+        None,
+        description="Sparkplug status of an edge node or Sparkplug device, in GET "
+        "/api/v1/devices/{id} only; null otherwise.",
+    )
 
 
 class MqttCredentials(BaseModel):

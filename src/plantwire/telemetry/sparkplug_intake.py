@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from plantwire.telemetry.accounts import COMMAND_PREFIX, SPARKPLUG_NAMESPACE, TELEMETRY_PREFIX
 from plantwire.telemetry.commands import CommandWatch
@@ -90,6 +90,11 @@ class SparkplugMetrics:
             "Rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes.",
             registry=registry,
         )
+        self.nodes_online = Gauge(
+            "plantwire_sparkplug_nodes_online",
+            "Edge nodes online (born, not dead since), as committed with the data.",
+            registry=registry,
+        )
 
 
 @dataclass(slots=True)
@@ -136,6 +141,7 @@ class SparkplugIntake:
             tenant, group, edge = key.removeprefix(STATE_PREFIX).split("/", 2)
             states[(tenant, group, edge)] = data
         self.host.load(states)
+        self._count_online()
         _log.info("sparkplug.resumed", nodes=len(states))
 
     def decode(
@@ -148,6 +154,7 @@ class SparkplugIntake:
         a ``watch``, report the values of the metrics it watches (command read-backs)."""
         batch = SparkplugBatch()
         now = self._clock()
+        moved = False  # a node born or dead: count the nodes online again
         for index, (subject, data, received_ms) in enumerate(messages):
             _, tenant, local = subject.split(".", 2)
             try:
@@ -167,6 +174,7 @@ class SparkplugIntake:
                 batch.letters.append((index, UNKNOWN_NODE, "device", detail))
                 continue
             outcome = self.host.apply(tenant, topic, data, received_ms, now)
+            moved |= topic.message_type in (MessageType.NBIRTH, MessageType.NDEATH)
             key = (tenant, topic.group_id, topic.edge_node_id)
             if outcome.rebirth:
                 batch.rebirths.append(self._rebirth(key))
@@ -204,7 +212,12 @@ class SparkplugIntake:
                     batch.reports.append(((tenant, device_id, sample.metric), sample.value))
         for (tenant, group, edge), state in self.host.changes():
             batch.states[f"{STATE_PREFIX}{tenant}/{group}/{edge}"] = state
+        if moved:
+            self._count_online()
         return batch
+
+    def _count_online(self) -> None:
+        self.metrics.nodes_online.set(sum(node.online for node in self.host.nodes.values()))
 
     def _rebirth(self, key: NodeKey) -> tuple[str, bytes]:
         tenant, group, edge = key

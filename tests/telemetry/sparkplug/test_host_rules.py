@@ -36,3 +36,34 @@ def test_bad_births_and_wrong_types_are_refused_and_ask_for_a_rebirth() -> None:
     again = NodeState.from_bytes(state)
     assert again.to_bytes() == state
     assert (again.online, again.seq) == (True, 9)  # refused messages still count in seq
+
+
+def test_status_counts_carry_over_births_and_older_states_still_load() -> None:
+    """Rebirth requests (of a node not born yet too), gaps and deaths are counted in the
+    node's state; a new NBIRTH keeps them and its devices, offline until their DBIRTH."""
+    host = SparkplugHost(rebirth_seconds=0)
+    early = host.apply("t", NDATA, payload(0, Metric("a", 1, None, T.Int32, 1)), 5, now=0.0)
+    assert early.rebirth
+    assert host.nodes[("t", "G", "E")].rebirths == 1  # a node heard of by its data only
+    host.apply("t", NBIRTH, payload(0, Metric("a", 1, None, T.Int32, 1)), 10, now=1.0)
+    dbirth = Topic(MessageType.DBIRTH, "G", "E", "d")
+    host.apply("t", dbirth, payload(1, Metric("x", 2, None, T.Int32, 1)), 20, now=2.0)
+    gap = host.apply("t", NDATA, payload(5, Metric(None, 1, None, T.Int32, 2)), 30, now=3.0)
+    assert (gap.gap, gap.rebirth) == (True, True)
+    host.apply("t", NBIRTH, payload(0, Metric("a", 1, None, T.Int32, 1)), 40, now=4.0)
+    node = host.nodes[("t", "G", "E")]
+    assert (node.online, node.rebirths, node.seq_gaps, node.death_ms) == (True, 2, 1, 40)
+    device = node.devices["d"]
+    assert (device.online, device.birth, device.birth_ms, device.death_ms) == (
+        False,
+        None,
+        20,
+        40,
+    )
+    death = encode_payload(Payload(timestamp=1000, metrics=[]))
+    host.apply("t", Topic(MessageType.NDEATH, "G", "E"), death, 50, now=5.0)
+    assert (node.online, node.death_ms) == (False, 50)
+    # a state committed before status was kept
+    older = b'{"online":true,"bd_seq":0,"seq":3,"birth_ms":1,"metrics":[],"devices":{}}'
+    loaded = NodeState.from_bytes(older)
+    assert (loaded.rebirths, loaded.seq_gaps, loaded.death_ms) == (0, 0, None)

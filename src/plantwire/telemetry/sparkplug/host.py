@@ -104,6 +104,7 @@ class DeviceState:
     online: bool = False
     birth: Certificate | None = None
     birth_ms: int | None = None
+    death_ms: int | None = None  # when it last went offline
 
 
 @dataclass(slots=True)
@@ -116,12 +117,16 @@ class NodeState:
     birth: Certificate | None = None
     birth_ms: int | None = None
     devices: dict[str, DeviceState] = field(default_factory=dict)
+    death_ms: int | None = None  # when it last went offline
+    rebirths: int = 0  # rebirth requests sent to it
+    seq_gaps: int = 0  # messages whose seq did not follow
 
     def to_bytes(self) -> bytes:
         devices = {
             name: {
                 "online": device.online,
                 "birth_ms": device.birth_ms,
+                "death_ms": device.death_ms,
                 "metrics": device.birth.to_json() if device.birth is not None else None,
             }
             for name, device in self.devices.items()
@@ -133,6 +138,9 @@ class NodeState:
             "birth_ms": self.birth_ms,
             "metrics": self.birth.to_json() if self.birth is not None else None,
             "devices": devices,
+            "death_ms": self.death_ms,
+            "rebirths": self.rebirths,
+            "seq_gaps": self.seq_gaps,
         }
         return json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -145,10 +153,16 @@ class NodeState:
             seq=state["seq"],
             birth=_certificate(state["metrics"]),
             birth_ms=state["birth_ms"],
+            death_ms=state.get("death_ms"),  # states written before status was kept lack them
+            rebirths=state.get("rebirths", 0),
+            seq_gaps=state.get("seq_gaps", 0),
         )
         for name, device in state["devices"].items():
             node.devices[name] = DeviceState(
-                device["online"], _certificate(device["metrics"]), device["birth_ms"]
+                device["online"],
+                _certificate(device["metrics"]),
+                device["birth_ms"],
+                device.get("death_ms"),
             )
         return node
 
@@ -218,10 +232,10 @@ class SparkplugHost:
         outcome = Outcome()
         try:
             if topic.message_type is MessageType.NBIRTH:
-                node = self.nodes[key] = self._node_birth(data, received_ms, outcome)
+                node = self.nodes[key] = self._node_birth(data, received_ms, outcome, node)
                 self._dirty.add(key)
             elif topic.message_type is MessageType.NDEATH:
-                if node is not None and self._node_death(node, data, outcome):
+                if node is not None and self._node_death(node, data, received_ms, outcome):
                     self._dirty.add(key)
             else:
                 if node is None or not node.online or node.birth is None:
@@ -235,14 +249,23 @@ class SparkplugHost:
             outcome.refused, outcome.samples = error, []
         if outcome.refused is not None and topic.message_type is MessageType.NBIRTH:
             if node is not None:  # its old certificate no longer holds
-                node.online = False
+                _offline(node, received_ms)
                 self._dirty.add(key)
             outcome.rebirth = True
         if outcome.rebirth or outcome.gap:
             outcome.rebirth = self._may_ask(key, now)
+        if outcome.rebirth:  # counted for its status, of a node not heard of before too
+            if node is None:
+                node = self.nodes[key] = NodeState()
+            node.rebirths += 1
+            self._dirty.add(key)
         return outcome
 
-    def _node_birth(self, data: bytes, received_ms: int, outcome: Outcome) -> NodeState:
+    def _node_birth(
+        self, data: bytes, received_ms: int, outcome: Outcome, old: NodeState | None
+    ) -> NodeState:
+        """A new session of the node; its devices are offline until their DBIRTH, and its
+        counts and last death carry over."""
         payload = decode_payload(data)
         if payload.seq is None:
             raise _wants_rebirth("seq", "the NBIRTH has no seq")
@@ -251,19 +274,24 @@ class SparkplugHost:
         except PayloadError as error:
             raise _Rebirth(error) from None
         node = NodeState(True, _bd_seq(payload), payload.seq, certificate, received_ms)
+        if old is not None:
+            _offline(old, received_ms)
+            node.death_ms, node.rebirths, node.seq_gaps = old.death_ms, old.rebirths, old.seq_gaps
+            node.devices = {
+                name: DeviceState(False, None, device.birth_ms, device.death_ms)
+                for name, device in old.devices.items()
+            }
         outcome.samples = _samples(None, payload, certificate, received_ms)
         outcome.born = ""
         return node
 
-    def _node_death(self, node: NodeState, data: bytes, outcome: Outcome) -> bool:
+    def _node_death(self, node: NodeState, data: bytes, received_ms: int, outcome: Outcome) -> bool:
         payload = decode_payload(data)
         bd_seq = _bd_seq(payload)
         if node.bd_seq is not None and bd_seq != node.bd_seq:
             outcome.stale_death = True  # an older session's will: the node lives on
             return False
-        node.online = False
-        for device in node.devices.values():
-            device.online = False
+        _offline(node, received_ms)
         return True
 
     def _in_session(
@@ -293,6 +321,8 @@ class SparkplugHost:
         if payload.seq is None:
             raise _wants_rebirth("seq", f"the {kind} has no seq")
         outcome.gap = payload.seq != (node.seq + 1) % 256 if node.seq is not None else True
+        if outcome.gap:
+            node.seq_gaps += 1
         node.seq = payload.seq
         if kind is MessageType.DBIRTH:
             assert topic.device_id is not None
@@ -304,7 +334,7 @@ class SparkplugHost:
             outcome.born = topic.device_id
         elif kind is MessageType.DDEATH:
             assert device is not None
-            device.online = False
+            device.online, device.death_ms = False, received_ms
             return
         assert certificate is not None
         outcome.samples = _samples(topic.device_id, payload, certificate, received_ms)
@@ -317,6 +347,15 @@ class SparkplugHost:
             self._asked.clear()
         self._asked[key] = now
         return True
+
+
+def _offline(node: NodeState, received_ms: int) -> None:
+    """The node and its devices go offline (those online now die at ``received_ms``)."""
+    if node.online:
+        node.online, node.death_ms = False, received_ms
+    for device in node.devices.values():
+        if device.online:
+            device.online, device.death_ms = False, received_ms
 
 
 class _Rebirth(Exception):

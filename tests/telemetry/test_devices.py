@@ -4,13 +4,19 @@ search and place filters, metric metadata, roles, and tenant scoping."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, cast
 
 import bcrypt
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from plantwire.security.tables import AuditEntry
+from plantwire.telemetry.accounts import TenantAccount
+from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.devices import broker_follower
 from plantwire.telemetry.tables import Device
 from tests.conftest import Seed
 from tests.security.helpers import assert_problem, platform_of
@@ -216,3 +222,38 @@ def test_device_changes_reach_the_listeners(seeded: tuple[TestClient, Seed]) -> 
     client.patch(f"{DEVICES}/{device['id']}", json={"place": "P"}, headers=headers)
     client.delete(f"{DEVICES}/{device['id']}", headers=headers)
     assert calls == ["changed"] * 3  # create, rotate, delete: not a metadata change
+
+
+def test_changes_made_during_a_broker_reload_share_the_next_one(
+    seeded: tuple[TestClient, Seed],
+) -> None:
+    """A reload costs about a second at 10,000 devices: changes that come while one runs
+    wait for the next, which reads the registry after all of them and serves them all."""
+    client, seed = seeded
+    headers = seed.tenants["a"].headers["tenant-admin"]
+    first_began, release = threading.Event(), threading.Event()
+    reloads: list[int] = []  # devices the broker was given, per reload
+
+    class SlowBroker:
+        def apply(self, tenants: Sequence[TenantAccount]) -> None:
+            reloads.append(sum(len(tenant.devices) for tenant in tenants))
+            if len(reloads) == 1:
+                first_began.set()
+                release.wait(10)
+
+    follow = broker_follower(platform_of(client).sessions, cast(BundledBroker, SlowBroker()))
+    first = threading.Thread(target=follow)
+    first.start()
+    assert first_began.wait(10)
+    for n in range(5):  # created (committed) while the first reload runs
+        create(client, headers, f"press-{n}")
+    waiting = [threading.Thread(target=follow) for _ in range(5)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.3)  # all five are waiting for the reload in progress
+    release.set()
+    for thread in [first, *waiting]:
+        thread.join(10)
+    assert reloads == [0, 5]
+    follow()  # a change after them all gets a reload of its own
+    assert reloads == [0, 5, 5]

@@ -92,23 +92,58 @@ def broker_accounts(session: Session) -> list[accounts.TenantAccount]:
 
 
 def broker_follower(sessions: sessionmaker[Session], broker: BundledBroker) -> Callable[[], None]:
-    """A device listener that gives the broker the registry's devices as they are now. The
-    registry is read under a lock, so two changes in quick succession cannot leave the
-    broker with the older one's view. A broker that cannot take the change is logged:
-    the change itself is committed, and the next one (or a restart) brings the broker in
-    step."""
-    lock = threading.Lock()
+    """A device listener that gives the broker the registry's devices as they are now, and
+    returns once a reload that read the registry after the call has finished: a device can
+    connect as soon as the API has answered its creation. A broker that cannot take the
+    change is logged: the change itself is committed, and the next one (or a restart) brings
+    the broker in step."""
+    return _BrokerFollower(sessions, broker)
 
-    def follow() -> None:
-        with lock:
-            with sessions() as session:
-                tenants = broker_accounts(session)
-            try:
-                broker.apply(tenants)
-            except BrokerError as error:
-                _log.error("broker.out_of_step", error=str(error), tenants=len(tenants))
 
-    return follow
+class _BrokerFollower:
+    """Changes that arrive while a reload runs share the next one (a group commit). A reload
+    re-renders and checks the whole config and has the server parse it: at 10,000 devices
+    that is about a second, so one reload per change made creating devices in bulk cost
+    hours (``bench/devices.py``); now concurrent creates share them. One reload runs at a
+    time, and it reads the registry after every change it covers was committed, so it can
+    never leave the broker with an older view than a caller's."""
+
+    def __init__(self, sessions: sessionmaker[Session], broker: BundledBroker) -> None:
+        self._sessions = sessions
+        self._broker = broker
+        self._turn = threading.Condition()
+        self._asked = 0  # changes announced so far (calls)
+        self._covered = 0  # changes a finished reload has covered
+        self._running = False
+
+    def __call__(self) -> None:
+        with self._turn:
+            self._asked += 1
+            mine = self._asked
+            while self._running:
+                self._turn.wait()
+            if self._covered >= mine:  # a reload that began after this call covered it
+                return
+            self._running = True
+            covers = self._asked
+        done = False
+        try:
+            self._reload()
+            done = True
+        finally:  # a failed reading of the registry covers nothing: the next caller retries
+            with self._turn:
+                if done:
+                    self._covered = covers
+                self._running = False
+                self._turn.notify_all()
+
+    def _reload(self) -> None:
+        with self._sessions() as session:
+            tenants = broker_accounts(session)
+        try:
+            self._broker.apply(tenants)
+        except BrokerError as error:
+            _log.error("broker.out_of_step", error=str(error), tenants=len(tenants))
 
 
 class RegistryDevices:

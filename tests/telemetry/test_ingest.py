@@ -179,6 +179,22 @@ async def test_json_intake_end_to_end_with_dead_letters(
         await client.close()
 
 
+async def test_the_lag_gauges_follow_a_stream_that_never_goes_idle(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """Under steady load a fetch never times out, so the gauges cannot wait for idle time
+    (they did, and showed 0 all through bench/devices.py's run)."""
+    metrics = IngestMetrics(CollectorRegistry())
+    busy = IngestOptions(batch=5, fetch_seconds=5, observe_seconds=0, retry_seconds=(0.1,))
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, busy)
+    async with running(ingest):
+        publish(accounts, TENANT_A, PRESS, *(b'{"t": %d}' % n for n in range(20)))
+        await eventually(lambda: value(metrics, "messages") >= 20, "ingest of 20 messages")
+        # observed after the fetch of the last batch, before it was applied and acked
+        assert value(metrics, "stream_messages") == 20
+        assert value(metrics, "lag") >= 1
+
+
 async def dead_letters(broker: BundledBroker) -> list[tuple[str, dict[str, str], bytes]]:
     endpoint = broker.endpoint
     client = await nats.connect(endpoint.url, user=endpoint.user, password=endpoint.password)

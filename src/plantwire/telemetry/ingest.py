@@ -116,6 +116,7 @@ class IngestOptions:
     # a trickle is stored in few appends (an append costs about as much for 10 messages as
     # for 1,000: its transaction, the latest-value upsert and the checkpoint).
     linger_seconds: float = 0.1
+    observe_seconds: float = 5.0  # the lag and stream gauges' refresh while busy
     ack_wait_seconds: float = 60.0  # unacked messages come back after this
     stream_max_age_seconds: float = 7 * 24 * 3600
     stream_max_bytes: int = 10 * 1024**3
@@ -307,6 +308,7 @@ class Ingest:
             self.ready.set()
             _log.info("ingest.started", stream=TELEMETRY_STREAM, after=applied)
             expected = applied + 1  # the next sequence to apply
+            observed = time.monotonic()
             while not stop.is_set():
                 try:
                     batch = await subscription.fetch(
@@ -314,11 +316,15 @@ class Ingest:
                     )
                 except TimeoutError:  # nats-py raises asyncio.TimeoutError itself here
                     await self._observe(js)
+                    observed = time.monotonic()
                     continue
                 except NatsError as error:  # disconnected meanwhile: wait for the reconnect
                     _log.warning("ingest.fetch_failed", error=str(error))
                     await asyncio.sleep(0.5)
                     continue
+                if time.monotonic() - observed >= self.options.observe_seconds:
+                    await self._observe(js)  # busy: a fetch never times out
+                    observed = time.monotonic()
                 prepared = await self.prepare(js, batch, expected)
                 if committing is not None and not await committing:
                     committing = None
@@ -476,13 +482,15 @@ class Ingest:
         _log.error("ingest.store_failed", error=str(error), attempt=attempt + 1)
 
     async def _observe(self, js: JetStreamContext) -> None:
-        """When idle: refresh the lag and stream gauges."""
+        """Refresh the lag and stream gauges (when idle, and every ``observe_seconds`` while
+        busy). The lag counts messages not delivered yet and those delivered but not acked
+        (being applied)."""
         try:
             info = await js.consumer_info(TELEMETRY_STREAM, CONSUMER)
             stream = await js.stream_info(TELEMETRY_STREAM)
         except NatsError:
             return
-        self.metrics.lag.set(info.num_pending or 0)
+        self.metrics.lag.set((info.num_pending or 0) + (info.num_ack_pending or 0))
         self.metrics.stream_messages.set(stream.state.last_seq)
 
 

@@ -353,12 +353,15 @@ class Ingest:
 
     async def prepare(self, js: JetStreamContext, batch: list[Msg], expected: int) -> Prepared:
         """Decode the run of messages that continues from sequence ``expected`` without a
-        gap and letter its refused messages; anything after a gap is left to come again."""
+        gap and letter its refused messages; anything after a gap is left to come again.
+        ``batch`` may be empty: nats-py's fetch returns no messages for a status reply (seen
+        while the broker reloads its config)."""
         fresh = [m for m in batch if _sequence(m) >= expected]
         if len(fresh) < len(batch):
             self.metrics.replayed.inc(len(batch) - len(fresh))
         if not fresh:
-            await batch[-1].ack()
+            if batch:  # all applied before: ack them
+                await batch[-1].ack()
             return Prepared([], PointBatch(), None)
         if _sequence(fresh[0]) != expected and not await self._gone(
             js, expected, _sequence(fresh[0])

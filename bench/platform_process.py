@@ -159,5 +159,17 @@ class PlatformProcess:
             process.wait()
 
     def log_tail(self, lines: int = 15) -> str:
-        text = (self.data_dir / "bench-platform.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        """The last lines of the platform's output."""
+        return _tail(self.data_dir / "bench-platform.log", lines)
+
+    def broker_log_tail(self, lines: int = 15) -> str:
+        """The last lines of the bundled nats-server's log."""
+        return _tail(self.data_dir / "broker" / "nats.log", lines)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from plantwire.security.tables import AuditEntry
 from plantwire.telemetry.accounts import TenantAccount
 from plantwire.telemetry.broker import BundledBroker
-from plantwire.telemetry.devices import broker_follower
+from plantwire.telemetry.devices import RegistryDevices, broker_follower
 from plantwire.telemetry.tables import Device
 from tests.conftest import Seed
 from tests.security.helpers import assert_problem, platform_of
@@ -257,3 +257,25 @@ def test_changes_made_during_a_broker_reload_share_the_next_one(
     assert reloads == [0, 5]
     follow()  # a change after them all gets a reload of its own
     assert reloads == [0, 5, 5]
+
+
+def test_ingest_learns_each_devices_declared_types_from_the_registry(
+    seeded: tuple[TestClient, Seed],
+) -> None:
+    client, seed = seeded
+    tenant_a, tenant_b = seed.tenants["a"], seed.tenants["b"]
+    press = create(client, tenant_a.headers["tenant-admin"], "press-1", metrics=PRESS_METRICS)
+    bare = create(client, tenant_a.headers["tenant-admin"], "bare")
+    theirs = create(client, tenant_b.headers["tenant-admin"], "press-1")
+    keys = [
+        (tenant_a.id, press["id"]),
+        (tenant_a.id, bare["id"]),
+        (tenant_a.id, theirs["id"]),  # another tenant's device under this tenant: none
+        (tenant_a.id, "no-such-device"),
+    ]
+    assert RegistryDevices(platform_of(client).sessions).declared(keys) == {
+        keys[0]: {"temperature": "float", "setpoint": "float"},
+        keys[1]: {},
+        keys[2]: None,
+        keys[3]: None,
+    }

@@ -13,7 +13,7 @@ from itertools import groupby
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from plantwire.security.tables import Tenant, name_key
 from plantwire.telemetry import accounts
@@ -178,16 +178,19 @@ class RegistryDevices:
         if missing:
             if len(self._kept) > _KEPT_DEVICES:
                 self._kept.clear()
+            # plain rows, not ORM objects: at 5,000 devices publishing once a second, loading
+            # Device and DeviceMetric objects took a quarter of the ingest process's time
             query = (
-                select(Device)
+                select(Device.tenant_id, Device.id, DeviceMetric.name, DeviceMetric.data_type)
+                .outerjoin(DeviceMetric, DeviceMetric.device_id == Device.id)
                 .where(Device.id.in_({device_id for _, device_id in missing}))
-                .options(selectinload(Device.metrics))
             )
+            devices: dict[tuple[str, str], dict[str, str]] = {}
             with self._sessions() as session:
-                devices = {
-                    (device.tenant_id, device.id): {m.name: m.data_type for m in device.metrics}
-                    for device in session.scalars(query)
-                }
+                for tenant_id, device_id, metric, data_type in session.execute(query):
+                    types = devices.setdefault((tenant_id, device_id), {})
+                    if metric is not None:  # None: a device that declares no metric
+                        types[metric] = data_type
             for key in missing:
                 found[key] = devices.get(key)
                 self._kept[key] = (now + self._ttl, found[key])

@@ -438,8 +438,14 @@ def verdict(
         f"accepted by the stream {final.in_stream - before.in_stream:,}, applied by ingest "
         f"{applied:,.0f}, points stored {final.points - before.points:,.0f} of "
         f"{final.acked * args.values:,}; connections lost {lost:,}: "
-        f"{'ALL STORED' if applied >= final.acked else 'MISSING'} (drained "
-        f"{final.t - ended:.0f} s after publishing ended)"
+        + (
+            f"ALL STORED (drained {final.t - ended:.0f} s after publishing ended)"
+            if applied >= final.acked
+            else f"MISSING {final.acked - applied:,.0f}"
+            if final.lag == 0
+            else f"NOT DRAINED: {final.lag:,} still in the stream {final.t - ended:.0f} s after "
+            "publishing ended"
+        )
     )
 
 

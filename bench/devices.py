@@ -26,7 +26,7 @@ with its bundled nats-server. The script
    1 GiB), and whether every PUBACKed message was stored.
 
 Points stored per second are printed with their ratio to the baseline of the issue, measured
-in the same run: DuckDB appending Arrow tables into a plain table (``baselines.py``).
+in the same run: DuckDB appending Arrow tables into a plain table (``bench/_baselines.py``).
 
 Run: ``.venv/bin/python bench/devices.py`` (10,000 devices for 10 minutes); smoke test:
 ``.venv/bin/python bench/devices.py --devices 500 --seconds 30``.
@@ -51,8 +51,8 @@ import nats
 import psutil
 from nats.js import JetStreamContext
 
-from baselines import arrow_append_rate
-from mqtt_load import (
+from _baselines import arrow_append_rate
+from _mqtt_load import (
     ACKED,
     CONNECT_END,
     CONNECT_P50,
@@ -65,7 +65,7 @@ from mqtt_load import (
     LoadGenerators,
     raise_fd_limit,
 )
-from platform_process import PlatformProcess, parse_metrics, telemetry_backlog
+from _platform_process import PlatformProcess, parse_metrics, telemetry_backlog
 
 GiB = 1024**3
 MiB = 1024**2
@@ -363,9 +363,9 @@ async def publish_phase(
             print(HEADER)
             samples: list[Sample] = []
             while not samples or samples[-1].t < args.seconds - 0.5:
-                await asyncio.sleep(
-                    args.sample_seconds - (time.time() - start) % args.sample_seconds
-                )
+                now = time.time() - start  # next: a multiple of sample_seconds, or the end
+                due = min(now - now % args.sample_seconds + args.sample_seconds, args.seconds)
+                await asyncio.sleep(max(0.0, due - now))
                 samples.append(await sampler.sample(time.time() - start))
                 print(_row(samples[-1]), flush=True)
             ended = time.time() - start

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from baselines import arrow_append_rate
-from platform_process import free_ports, telemetry_backlog
+from _baselines import arrow_append_rate
+from _platform_process import free_ports, telemetry_backlog
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"

@@ -36,13 +36,13 @@ from typing import Any
 
 import httpx
 
+from _platform_process import PlatformProcess
+from _series_store import DATA, DAY0, PER_DAY, build_store, series_count
+from _timing import latencies, quantile
 from plantwire.datadir import TELEMETRY_DIR
 from plantwire.telemetry import query
 from plantwire.telemetry.store import DuckDBStore
 from plantwire.telemetry.store.model import to_micros
-from platform_process import PlatformProcess
-from series_store import DATA, DAY0, PER_DAY, build_store, series_count
-from timing import latencies, quantile
 
 VIEWER = "bench-viewer"
 VIEWER_PASSWORD = "bench-viewer-password"  # a throwaway data dir's user

@@ -35,11 +35,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from _series_store import DATA, DAY0, PER_DAY, SECOND, TENANT, build_store, series_name
+from _timing import latencies
 from plantwire.telemetry.store import DuckDBStore, PointBatch
 from plantwire.telemetry.store.model import to_micros
 from plantwire.telemetry.store.schema import DDL
-from series_store import DATA, DAY0, PER_DAY, SECOND, TENANT, build_store, series_name
-from timing import latencies
 
 # --- 1. appends ----------------------------------------------------------------------------
 

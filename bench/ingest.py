@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _baselines import arrow_append_rate
+from _platform_process import free_ports, telemetry_backlog
+
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
 PASSWORD = "bench-device-password"
@@ -121,48 +124,15 @@ def run_publisher(config: dict[str, Any], index: int) -> None:
 # --- the measurement -------------------------------------------------------------------------
 
 
-def baseline(points: int) -> float:
-    """Points/s DuckDB appends from Arrow tables of 20,000 points into a plain table."""
-    import duckdb
-    import pyarrow as pa
-
-    rows = 20_000
-    table = pa.table(
-        {
-            "series": pa.array([n % 100 for n in range(rows)], pa.int32()),
-            "ts": pa.array(range(rows), pa.int64()).cast(pa.timestamp("us")),
-            "v": pa.array([n * 0.5 for n in range(rows)], pa.float64()),
-        }
-    )
-    with tempfile.TemporaryDirectory() as directory:
-        connection = duckdb.connect(str(Path(directory) / "baseline.duckdb"))
-        connection.execute("CREATE TABLE p (series INTEGER, ts TIMESTAMP, v DOUBLE)")
-        connection.register("incoming", table)
-        started = time.perf_counter()
-        for _ in range(max(1, points // rows)):
-            connection.begin()
-            connection.execute("INSERT INTO p SELECT * FROM incoming")
-            connection.commit()
-        elapsed = time.perf_counter() - started
-        connection.close()
-    return max(1, points // rows) * rows / elapsed
-
-
 async def stream_state(endpoint: dict[str, Any]) -> tuple[int, int, int]:
     """(last sequence of the stream, messages in it, messages not yet applied)."""
     import nats
-
-    from plantwire.telemetry.ingest import CONSUMER, TELEMETRY_STREAM
 
     client = await nats.connect(
         endpoint["url"], user=endpoint["user"], password=endpoint["password"]
     )
     try:
-        js = client.jetstream()
-        stream = await js.stream_info(TELEMETRY_STREAM)
-        consumer = await js.consumer_info(TELEMETRY_STREAM, CONSUMER)
-        waiting = int(consumer.num_pending or 0) + int(consumer.num_ack_pending or 0)
-        return stream.state.last_seq, stream.state.messages, waiting
+        return await telemetry_backlog(client.jetstream())
     finally:
         await client.close()
 
@@ -185,11 +155,11 @@ def main() -> None:
     configure_logging("console", "warning")
     points = args.messages // args.publishers * args.publishers * VALUES
     print(f"== baseline: DuckDB Arrow appends of {points:,} points", flush=True)
-    raw = baseline(points)
+    raw = arrow_append_rate(points)
     print(f"baseline: DuckDB Arrow append            {raw:12,.0f} points/s   1.00x", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="pw-bench-ingest-") as directory:
-        ports = _free_ports(3)
+        ports = free_ports(3)
         settings = load_settings(
             Path(directory) / "data",
             broker_nats_port=ports[0],
@@ -272,19 +242,6 @@ def _child(mode: str, config: Path, *extra: str) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
-
-
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 if __name__ == "__main__":

@@ -24,33 +24,22 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from _series_store import DATA, DAY0, PER_DAY, SECOND, TENANT, build_store, series_name
+from _timing import latencies
 from plantwire.telemetry.store import DuckDBStore, PointBatch
 from plantwire.telemetry.store.model import to_micros
 from plantwire.telemetry.store.schema import DDL
-
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench-data"
-DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
-SECOND = 1_000_000
-PER_DAY = 86_400
-TENANT = "acme"
-
-
-def _series_name(n: int) -> tuple[str, str]:
-    return f"machine-{n // 10:04d}", f"metric-{n % 10}"
-
 
 # --- 1. appends ----------------------------------------------------------------------------
 
@@ -63,7 +52,7 @@ def _batches(count: int, size: int, start: int = 0, tenant: str = TENANT) -> lis
         batch = PointBatch()
         first = to_micros(DAY0) + (start + b * per_series) * SECOND
         for s in range(100):
-            device, metric = _series_name(s)
+            device, metric = series_name(s)
             for n in range(per_series):
                 batch.add(tenant, device, metric, first + n * SECOND, 20.0 + (s + n) % 17)
         batches.append(batch)
@@ -129,60 +118,6 @@ def measure_appends(batch_size: int, rounds: int) -> float:
 # --- 2. a big store ------------------------------------------------------------------------
 
 
-def build_store(directory: Path, points: int, days: int) -> int:
-    """A store of ``points`` points: ``days`` days of 1 Hz floats of as many series as that
-    takes, each day sealed into one sorted file. Returns the number of series."""
-    series = max(1, points // (days * PER_DAY))
-    marker = directory / "built.txt"
-    if marker.exists() and marker.read_text() == f"{series} {days}":
-        return series
-    if directory.exists():
-        shutil.rmtree(directory)
-    generator = duckdb.connect()
-    started = time.perf_counter()
-    with DuckDBStore(directory) as store:
-        for day in range(days):
-            first = to_micros(DAY0 + timedelta(days=day))
-            for group in range(0, series, 10):
-                batch = PointBatch()
-                for n in range(group, min(series, group + 10)):
-                    device, metric = _series_name(n)
-                    signal = generator.sql(
-                        f"SELECT {first} + range * {SECOND} AS ts, "  # noqa: S608 (numbers only)
-                        f"round(50 + 10 * sin(range / 600 + {n}) + random() * 2, 3) AS v "
-                        f"FROM range({PER_DAY})"
-                    ).to_arrow_table()
-                    batch.add_numbers(
-                        TENANT,
-                        device,
-                        metric,
-                        signal.column("ts").combine_chunks(),
-                        signal.column("v").combine_chunks(),
-                    )
-                store.append(batch)
-            store.seal(DAY0 + timedelta(days=day + 1))
-            print(
-                f"   day {day + 1}/{days}: {series * PER_DAY * (day + 1):,} points "
-                f"({time.perf_counter() - started:.0f} s)",
-                flush=True,
-            )
-        store.checkpoint_database()
-    generator.close()
-    marker.write_text(f"{series} {days}")
-    return series
-
-
-def _latencies(run: Callable[[], object], count: int) -> list[float]:
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(count):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
-
-
 def _show(label: str, times: list[float], baseline: float | None = None) -> None:
     median = statistics.median(times)
     p95 = sorted(times)[int(len(times) * 0.95) - 1]
@@ -197,7 +132,7 @@ def _day_query(
     rng = random.Random(seed)
 
     def run() -> object:
-        device, metric = _series_name(rng.randrange(series))
+        device, metric = series_name(rng.randrange(series))
         day = DAY0 + timedelta(days=rng.randrange(days))
         buckets = store.aggregate(
             TENANT,
@@ -218,7 +153,7 @@ def measure_queries(store: DuckDBStore, series: int, days: int, count: int) -> f
     rng = random.Random(1)
 
     def pick() -> tuple[str, str, datetime]:
-        device, metric = _series_name(rng.randrange(series))
+        device, metric = series_name(rng.randrange(series))
         return device, metric, DAY0 + timedelta(days=rng.randrange(days))
 
     # baseline: the same aggregate over an Arrow table of exactly one series-day
@@ -236,20 +171,20 @@ def measure_queries(store: DuckDBStore, series: int, days: int, count: int) -> f
         "SELECT time_bucket(INTERVAL 1 minute, ts) AS b, count(v_num), sum(v_num), min(v_num), "
         "max(v_num), arg_min(v_num, ts), arg_max(v_num, ts) FROM one_day GROUP BY b ORDER BY b"
     )
-    base = statistics.median(_latencies(lambda: alone.execute(sql).fetchall(), count))
+    base = statistics.median(latencies(lambda: alone.execute(sql).fetchall(), count))
     alone.close()
     print(f"one metric, one day of 1 Hz data, 1-minute buckets; {count} random series-days")
     print(f"  {'baseline: DuckDB over that series-day alone':<46} median {base:7.2f} ms")
-    raw = _latencies(_day_query(store, series, days, False, 1), count)
+    raw = latencies(_day_query(store, series, days, False, 1), count)
     _show("raw points (sealed file + hot), forced", raw, base)
-    rollup = _latencies(_day_query(store, series, days, True, 1), count)
+    rollup = latencies(_day_query(store, series, days, True, 1), count)
     _show("through the 1-minute rollup (default)", rollup, base)
-    page = _latencies(
+    page = latencies(
         lambda: store.raw(TENANT, *pick()[:2], DAY0, DAY0 + timedelta(days=days), limit=1000),
         count,
     )
     _show("raw page of 1,000 points", page)
-    latest = _latencies(lambda: store.latest(TENANT, pick()[0]), count)
+    latest = latencies(lambda: store.latest(TENANT, pick()[0]), count)
     _show("latest values of a device", latest)
     return statistics.median(raw)
 
@@ -300,10 +235,10 @@ def measure_under_load(
     was)."""
     batches = _batches(20, batch_size, tenant="load")
     query_once = _day_query(store, series, days, False, 2)
-    quiet = _latencies(query_once, 20)
+    quiet = latencies(query_once, 20)
     thread, stop, appended = _append_in_background(store, batches, ingest_rate)
     started = time.perf_counter()
-    loaded = _latencies(query_once, 20)
+    loaded = latencies(query_once, 20)
     stop.set()
     thread.join()
     paced = appended[0] / (time.perf_counter() - started)

@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nats
 import pytest
@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
 from plantwire.telemetry.accounts import device_username, telemetry_topic
-from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.broker import BrokerEndpoint, BundledBroker
 from plantwire.telemetry.deadletters import read_dead_letters
 from plantwire.telemetry.ingest import (
     CHECKPOINT,
@@ -177,6 +177,33 @@ async def test_json_intake_end_to_end_with_dead_letters(
         assert (await read_dead_letters(js, TENANT_B, PRESS)).count == 0
     finally:
         await client.close()
+
+
+async def test_an_empty_fetch_is_nothing_to_apply(store: DuckDBStore) -> None:
+    """nats-py's fetch can return no message at all (a status reply, seen during a broker
+    reload). That once raised IndexError out of ingest, whose task group then ended the app's
+    lifespan: the broker stopped and the store closed while HTTP went on answering."""
+    ingest = Ingest(
+        BrokerEndpoint("nats://127.0.0.1:1"), store, DIRECTORY, IngestMetrics(CollectorRegistry())
+    )
+    prepared = await ingest.prepare(cast(JetStreamContext, None), [], 1)
+    assert (prepared.run, len(prepared.points), prepared.resume) == ([], 0, None)
+
+
+async def test_the_lag_gauges_follow_a_stream_that_never_goes_idle(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """Under steady load a fetch never times out, so the gauges cannot wait for idle time
+    (they did, and showed 0 all through bench/devices.py's run)."""
+    metrics = IngestMetrics(CollectorRegistry())
+    busy = IngestOptions(batch=5, fetch_seconds=5, observe_seconds=0, retry_seconds=(0.1,))
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, busy)
+    async with running(ingest):
+        publish(accounts, TENANT_A, PRESS, *(b'{"t": %d}' % n for n in range(20)))
+        await eventually(lambda: value(metrics, "messages") >= 20, "ingest of 20 messages")
+        # observed after the fetch of the last batch, before it was applied and acked
+        assert value(metrics, "stream_messages") == 20
+        assert value(metrics, "lag") >= 1
 
 
 async def dead_letters(broker: BundledBroker) -> list[tuple[str, dict[str, str], bytes]]:

@@ -55,6 +55,19 @@ _LATEST_UPSERT = f"""
     WHERE excluded.ts >= latest.ts"""
 
 
+def _series_table(rows: list[tuple[int, int, str, str]]) -> pa.Table:
+    """New rows of ``series`` (id, tenant, device, metric) as columns."""
+    ids, tenants, devices, metrics = zip(*rows, strict=True)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int32()),
+            "tenant": pa.array(tenants, pa.int32()),
+            "device": pa.array(devices, pa.string()),
+            "metric": pa.array(metrics, pa.string()),
+        }
+    )
+
+
 class MaintenancePolicy:
     """When `DuckDBStore.maintain` seals and merges.
 
@@ -212,8 +225,9 @@ class DuckDBStore:
         try:
             if new_tenants:
                 cursor.executemany("INSERT INTO tenants VALUES (?, ?)", new_tenants)
-            if new_series:
-                cursor.executemany("INSERT INTO series VALUES (?, ?, ?, ?)", new_series)
+            if new_series:  # as one Arrow table: executemany took 27 s for 100,000 rows
+                cursor.register("new_series", _series_table(new_series))
+                cursor.execute("INSERT INTO series SELECT * FROM new_series")
             self._insert_points(cursor, table)
             if checkpoint is not None:
                 self._commit_checkpoint(cursor, *checkpoint)
@@ -225,6 +239,8 @@ class DuckDBStore:
             raise
         finally:
             cursor.unregister("incoming")
+            if new_series:
+                cursor.unregister("new_series")
 
     def _number(
         self, keys: list[SeriesKey]

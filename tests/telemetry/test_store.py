@@ -412,6 +412,48 @@ def test_maintain_seals_by_size_and_age_and_merges_closed_days(tmp_path: Path) -
         assert _all_points(store) == 3510
 
 
+def test_latest_holds_one_row_per_series_however_often_it_moves(store: DuckDBStore) -> None:
+    for minute in range(5):
+        batch = PointBatch()
+        for device in ("press-1", "press-2"):
+            for metric in ("temp", "rpm"):
+                batch.add("acme", device, metric, DAY + timedelta(minutes=minute), float(minute))
+        store.append(batch)
+    with store._snapshot() as cursor:
+        rows = cursor.execute("SELECT series, count(*) FROM latest GROUP BY series").fetchall()
+    assert sorted(count for _, count in rows) == [1, 1, 1, 1]
+    assert {(p.metric, p.value) for p in store.latest("acme", "press-2")} == {
+        ("temp", 4.0),
+        ("rpm", 4.0),
+    }
+
+
+def test_a_format_1_store_is_migrated_on_opening(tmp_path: Path) -> None:
+    """Format 1 kept `latest` under a primary key; format 2 has none (cheaper upserts). An
+    old store opens with its latest values, and they move on as before."""
+    with DuckDBStore(tmp_path / "ts") as store:
+        batch = PointBatch()
+        batch.add("acme", "press-1", "temp", DAY, 1.0)
+        store.append(batch)
+    with duckdb.connect(str(tmp_path / "ts" / "telemetry.duckdb")) as db:  # as format 1 left it
+        db.execute(
+            "CREATE TABLE old AS SELECT * FROM latest; DROP TABLE latest;"
+            " CREATE TABLE latest AS SELECT * FROM old WHERE false;"
+            " ALTER TABLE latest ADD PRIMARY KEY (series); INSERT INTO latest SELECT * FROM old;"
+            " DROP TABLE old; UPDATE store_format SET format = 1"
+        )
+    with DuckDBStore(tmp_path / "ts") as store:
+        [point] = store.latest("acme", "press-1")
+        assert point.value == 1.0
+        batch = PointBatch()
+        batch.add("acme", "press-1", "temp", DAY + timedelta(seconds=1), 2.0)
+        store.append(batch)
+        [point] = store.latest("acme", "press-1")
+        assert point.value == 2.0
+    with duckdb.connect(str(tmp_path / "ts" / "telemetry.duckdb")) as db:
+        assert db.execute("SELECT format FROM store_format").fetchall() == [(2,)]
+
+
 def test_a_store_of_another_format_is_refused(tmp_path: Path) -> None:
     DuckDBStore(tmp_path / "ts").close()
     with duckdb.connect(str(tmp_path / "ts" / "telemetry.duckdb")) as db:

@@ -13,7 +13,7 @@ from plantwire.telemetry.store.model import Quality
 
 __all__ = ["DDL", "FORMAT", "PARQUET_OPTIONS", "POINT_COLUMNS", "ROLLUPS", "rollup_select"]
 
-FORMAT = 1
+FORMAT = 2  # 2: `latest` has no primary key (format 1 is migrated on opening)
 
 POINT_COLUMNS = "series, ts, quality, kind, v_num, v_int, v_text, v_blob, v_nums, v_ints, v_texts"
 _POINT_TYPES = """
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS checkpoints (name VARCHAR PRIMARY KEY, seq BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS states (key VARCHAR PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS hot ({_POINT_TYPES});
-CREATE TABLE IF NOT EXISTS latest ({_POINT_TYPES}, PRIMARY KEY (series));
+CREATE TABLE IF NOT EXISTS latest ({_POINT_TYPES});
 CREATE TABLE IF NOT EXISTS sealed (
     id BIGINT PRIMARY KEY,
     tenant INTEGER NOT NULL,

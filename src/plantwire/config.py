@@ -104,10 +104,31 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest message the broker takes."
     )
     broker_tenant_max_memory_bytes: int = Field(
-        64 * 1024 * 1024, ge=0, description="JetStream memory each tenant account may use."
+        0,
+        ge=-1,
+        description="JetStream memory each tenant account may use: 0 none (MQTT keeps its "
+        "state on file), -1 no limit of its own; a positive value is reserved for every tenant.",
     )
     broker_tenant_max_store_bytes: int = Field(
-        1024 * 1024 * 1024, ge=0, description="JetStream file storage each tenant account may use."
+        -1,
+        ge=-1,
+        description="JetStream file storage each tenant account may use: -1 no limit of its "
+        "own (bounded by broker_max_store_bytes); a positive value is reserved for every tenant.",
+    )
+    broker_tenant_max_streams: int = Field(
+        8, ge=-1, description="JetStream streams each tenant account may hold (MQTT makes 5)."
+    )
+    broker_tenant_max_consumers: int = Field(
+        -1,
+        ge=-1,
+        description="JetStream consumers each tenant account may hold (MQTT makes one per "
+        "QoS 1 subscription of a session); -1 no limit.",
+    )
+    broker_max_memory_bytes: int | None = Field(
+        None, ge=0, description="The bundled broker's JetStream memory store; unset: 75% of RAM."
+    )
+    broker_max_store_bytes: int | None = Field(
+        None, ge=0, description="The bundled broker's JetStream file store; unset: the free disk."
     )
     sparkplug_host_id: str = Field(
         "plantwire",

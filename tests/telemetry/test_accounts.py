@@ -135,7 +135,10 @@ def test_retired_tenants_keep_an_account_with_jetstream_and_nothing_else(tmp_pat
     base = options(tmp_path)
     config = render_config(base, CHEAP_HASH, [TenantAccount("t1", (device("p"),))], ["t2"])
     retired = config[config.index('  "tenant-t2": {') :]
-    assert retired.splitlines()[1:3] == ["    jetstream: {max_memory: 1024, max_file: 4096}", "  }"]
+    assert retired.splitlines()[1:3] == [
+        "    jetstream: {max_memory: 1024, max_file: 4096, max_streams: 8, max_consumers: -1}",
+        "  }",
+    ]
     assert "tenant.t2" not in config  # the platform imports nothing from it
     assert configured_tenants(config) == {"t1", "t2"}
     # the platform's user in the system account may ask for purges, and nothing else

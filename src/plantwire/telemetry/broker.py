@@ -132,6 +132,10 @@ def server_options(settings: Settings) -> ServerOptions:
         max_payload=settings.broker_max_payload_bytes,
         tenant_max_memory=settings.broker_tenant_max_memory_bytes,
         tenant_max_store=settings.broker_tenant_max_store_bytes,
+        tenant_max_streams=settings.broker_tenant_max_streams,
+        tenant_max_consumers=settings.broker_tenant_max_consumers,
+        max_memory_store=settings.broker_max_memory_bytes,
+        max_file_store=settings.broker_max_store_bytes,
         mqtt_tls=tls,
     )
 

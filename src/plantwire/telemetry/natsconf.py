@@ -90,8 +90,12 @@ class ServerOptions:
     mqtt_host: str
     mqtt_port: int
     max_payload: int
-    tenant_max_memory: int
-    tenant_max_store: int
+    tenant_max_memory: int  # -1: no limit of its own; > 0: reserved at start (see below)
+    tenant_max_store: int  # the same, for file storage
+    tenant_max_streams: int = 8
+    tenant_max_consumers: int = -1
+    max_memory_store: int | None = None  # None: nats-server's default (75% of the RAM)
+    max_file_store: int | None = None  # None: nats-server's default (the disk's free space)
     mqtt_tls: MqttTls | None = None
 
     @property
@@ -161,6 +165,7 @@ def render_config(
         "logfile_max_num: 5",
         "jetstream {",
         f"  store_dir: {_q(str(options.directory))}",
+        *_store_limits(options),
         "}",
         *_mqtt_block(options),
         "accounts {",
@@ -292,8 +297,24 @@ def _retired_account(options: ServerOptions, tenant_id: str) -> list[str]:
     ]
 
 
+def _store_limits(options: ServerOptions) -> list[str]:
+    limits = [("max_memory_store", options.max_memory_store)]
+    limits.append(("max_file_store", options.max_file_store))
+    return [f"  {name}: {value}" for name, value in limits if value is not None]
+
+
 def _tenant_limits(options: ServerOptions) -> dict[str, object]:
-    return {"max_memory": options.tenant_max_memory, "max_file": options.tenant_max_store}
+    """A tenant account's JetStream limits. nats-server *reserves* each positive byte limit
+    out of the server's store at start and reload (and refuses JetStream when the sum does
+    not fit), so the defaults are none in bytes (``-1``; ``0`` forbids memory streams, which
+    MQTT does not use) and a tenant is held by its count of streams and consumers instead
+    (docs/telemetry.md, "JetStream limits of an account")."""
+    return {
+        "max_memory": options.tenant_max_memory,
+        "max_file": options.tenant_max_store,
+        "max_streams": options.tenant_max_streams,
+        "max_consumers": options.tenant_max_consumers,
+    }
 
 
 def _host_port(host: str, port: int) -> str:

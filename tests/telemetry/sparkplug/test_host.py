@@ -290,7 +290,10 @@ async def test_a_restart_resumes_from_the_committed_births_and_seq(
                 f"spBv1.0/{G}/NDATA/Edge1", data(5, Metric(alias=1, datatype=T.Float, value=5.0))
             )
             await eventually(lambda: rebirths(edge) == [True], "a rebirth request after the gap")
-            assert raw(store, "edge-1", "Temp") == [20.0, 1.0, 2.0, 5.0]
+            # the request goes out as the batch is decoded, before its points are committed
+            await eventually(
+                lambda: raw(store, "edge-1", "Temp") == [20.0, 1.0, 2.0, 5.0], "the NDATA after it"
+            )
             # an unknown alias: refused; the rate limit holds the second request back
             edge.publish(
                 f"spBv1.0/{G}/NDATA/Edge1", data(6, Metric(alias=99, datatype=T.Float, value=1.0))

@@ -19,6 +19,8 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from typing import Any, cast
 
+from plantwire.telemetry import mqtt_packets
+
 __all__ = ["LoadGenerators", "connect_packet", "payloads", "publish_head", "raise_fd_limit"]
 
 KEEPALIVE = 600  # seconds: the first devices connected wait idle for the last ones
@@ -40,39 +42,21 @@ def raise_fd_limit() -> int:
     return hard
 
 
-# --- MQTT 3.1.1, the few packets a publishing device needs -----------------------------------
-
-
-def _varint(length: int) -> bytes:
-    """MQTT's Remaining Length: 7 bits a byte, high bit set while more follow."""
-    out = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
-
-
-def _text(value: str) -> bytes:
-    data = value.encode()
-    return len(data).to_bytes(2, "big") + data
+# --- MQTT 3.1.1: the platform's own encoder (plantwire.telemetry.mqtt_packets) --------------
 
 
 def connect_packet(client_id: str, username: str, password: str, keepalive: int) -> bytes:
     """CONNECT with clean session, username and password (MQTT 3.1.1 § 3.1)."""
-    flags = 0x80 | 0x40 | 0x02
-    body = _text("MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big")
-    body += _text(client_id) + _text(username) + _text(password)
-    return b"\x10" + _varint(len(body)) + body
+    return mqtt_packets.connect(client_id, username, password, keepalive=keepalive)
 
 
 def publish_head(topic: str, payload_length: int) -> bytes:
-    """PUBLISH at QoS 1 (§ 3.3) up to its packet identifier, which follows, then the payload."""
-    topic_bytes = _text(topic)
-    return b"\x32" + _varint(len(topic_bytes) + 2 + payload_length) + topic_bytes
+    """PUBLISH at QoS 1 (§ 3.3) up to its packet identifier, which follows, then the payload:
+    the generator splices identifiers and pre-encoded payloads after it."""
+    return mqtt_packets.publish(topic, bytes(payload_length), 1)[: -(2 + payload_length)]
 
 
-DISCONNECT = b"\xe0\x00"
+DISCONNECT = mqtt_packets.disconnect()
 
 
 @dataclass(slots=True)

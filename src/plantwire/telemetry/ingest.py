@@ -385,12 +385,12 @@ class Ingest:
         while length < len(fresh) and fresh[length][1] == first + length:
             length += 1
         run = fresh[:length]
-        points, letters, reports = await self._decode(run)
+        points, letters, reports, sparkplug = await self._decode(run)
         for subject, message, reason, detail in letters:
             await self._letter(js, subject, message, reason, detail)
         states: dict[str, bytes | None] = {}
-        if self.sparkplug is not None:
-            states = await self._sparkplug(js, run, points, reports)
+        if sparkplug:
+            states = await self._sparkplug(js, sparkplug, points, reports)
         last = first + length - 1
         resume = last + 1 if length < len(fresh) else None
         return Prepared([m for m, _, _ in run], points, resume, last, reports, states)
@@ -432,8 +432,13 @@ class Ingest:
     async def _decode(
         self, messages: list[tuple[Msg, int, int]]
     ) -> tuple[
-        PointBatch, list[tuple[str, Msg, str, str]], list[tuple[tuple[str, str, str], object]]
+        PointBatch,
+        list[tuple[str, Msg, str, str]],
+        list[tuple[tuple[str, str, str], object]],
+        list[tuple[Msg, int]],
     ]:
+        """The JSON messages' points, letters and command read-backs; the Sparkplug
+        messages (with their arrival time) left to `_sparkplug`, in stream order."""
         keys = [parse_telemetry_subject(m.subject) for m, _, _ in messages]
         declared = await asyncio.to_thread(
             self.devices.declared, {key for key in keys if key is not None}
@@ -441,10 +446,12 @@ class Ingest:
         points = PointBatch()
         letters: list[tuple[str, Msg, str, str]] = []
         reports: list[tuple[tuple[str, str, str], object]] = []
+        sparkplug: list[tuple[Msg, int]] = []
         watch = self.watch if self.watch is not None and self.watch.watching else None
         for (message, _, received_ms), key in zip(messages, keys, strict=True):
             if key is None and self.sparkplug is not None and self.sparkplug.takes(message.subject):
-                continue  # see _sparkplug
+                sparkplug.append((message, received_ms))
+                continue
             if key is None:  # the stream's subjects admit nothing else; kept, not lost
                 letters.append((f"{DEAD_LETTER_PREFIX}._", message, "subject", message.subject))
                 continue
@@ -466,22 +473,19 @@ class Ingest:
                     for metric, value in values.items():
                         if watch.watches((tenant_id, device_id, metric)):
                             reports.append(((tenant_id, device_id, metric), value))
-        return points, letters, reports
+        return points, letters, reports, sparkplug
 
     async def _sparkplug(
         self,
         js: JetStreamContext,
-        run: list[tuple[Msg, int, int]],
+        mine: list[tuple[Msg, int]],
         points: PointBatch,
         reports: list[tuple[tuple[str, str, str], object]],
     ) -> dict[str, bytes | None]:
-        """Apply the run's Sparkplug messages to the host, in stream order, adding their
+        """Apply the run's Sparkplug messages (``mine``) to the host, in stream order, adding their
         points and the read-backs of commands to ``reports``; letter the refused ones, send
         the rebirth requests; the host's states to commit with the run."""
         assert self.sparkplug is not None
-        mine = [(m, ms) for m, _, ms in run if self.sparkplug.takes(m.subject)]
-        if not mine:
-            return {}
         watch = self.watch if self.watch is not None and self.watch.watching else None
         done = await asyncio.to_thread(
             self.sparkplug.decode, [(m.subject, m.data, ms) for m, ms in mine], points, watch

@@ -232,8 +232,8 @@ async def test_a_crash_between_commit_and_ack_writes_nothing_twice(
     js = client.jetstream()
     await ingest.ensure_streams(js)
     publish(accounts, TENANT_A, PRESS, *(json.dumps({"t": n}).encode() for n in range(5)))
-    subscription = await ingest.open_consumer(js, 1)
-    batch = await subscription.fetch(5, timeout=5)
+    subscription = await ingest.open_consumer(client, js, 1)
+    batch = await subscription.fetch(5, expires=5)
     prepared = await ingest.prepare(js, batch, 1)
     assert len(prepared.run) == 5
     assert prepared.last == batch[-1].metadata.sequence.stream

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plantwire.telemetry import payloads
 from plantwire.telemetry.payloads import (
     MAX_POINTS,
     PayloadError,
@@ -150,6 +151,45 @@ def test_any_bytes_decode_or_are_refused_with_a_reason(payload: bytes) -> None:
         assert points
         return
     assert refused in reasons
+
+
+def _standard(raw: bytes) -> str:
+    """The standard library's reading of ``raw`` (as repr, so -0.0 is not 0.0), or why not."""
+    try:
+        return repr(json.loads(raw, parse_constant=payloads._no_constants))
+    except (ValueError, RecursionError) as error:
+        return f"refused: {type(error).__name__}"
+
+
+def _fast(raw: bytes) -> str:
+    try:
+        return repr(payloads._parse(raw))
+    except (ValueError, RecursionError) as error:
+        return f"refused: {type(error).__name__}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.tuples(json_values, st.booleans()).map(
+            lambda pair: json.dumps(pair[0], ensure_ascii=pair[1]).encode()
+        ),
+        st.text(max_size=60).map(lambda text: json.dumps({"s": text}, ensure_ascii=False).encode()),
+    )
+)
+def test_the_fast_decoder_reads_what_the_standard_library_reads(raw: bytes) -> None:
+    # msgspec decodes first and the standard library takes what it refuses: for any input
+    # the result is the standard library's.
+    assert _fast(raw) == _standard(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a": NaN}', b'{"a": 1e999}', b'"\\ud800"', b"\xef\xbb\xbf{}", b"[" * 5000, b"{} x"],
+)
+def test_the_fast_decoder_hands_what_it_refuses_to_the_standard_library(raw: bytes) -> None:
+    assert _fast(raw) == _standard(raw)
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,95 @@
+"""Batches of a JetStream pull consumer, gathered by a subscription callback.
+
+nats-py's ``PullSubscription.fetch`` awaits each message of a batch in an asyncio task of its
+own (with a UUID to name it and a ``wait_for`` around it): a fifth of ingest's time at 10,000
+messages a second. `PullBatches` sends the same pull request (``$JS.API.CONSUMER.MSG.NEXT``,
+as in the JetStream API reference) and collects the messages the server delivers to its
+inbox in a list; the messages are nats-py's own, so acking them is unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+
+__all__ = ["PullBatches", "pending_after"]
+
+_STATUS = "Status"
+_HEARTBEAT = "100"  # idle heartbeat or flow control: not the end of a request
+_NO_RESPONDERS = "503"  # no consumer (deleted meanwhile, or JetStream not there)
+
+
+class PullBatches:
+    """Pull requests to ``consumer`` of ``stream``, one at a time. `start` before `fetch`,
+    `stop` after. The end of a request (its batch filled, or the server's 404 "no messages",
+    408 "request timeout" or a 409) ends the `fetch` waiting for it."""
+
+    def __init__(self, client: NatsClient, stream: str, consumer: str) -> None:
+        self._client = client
+        self._request_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._inbox = client.new_inbox()
+        self._subscription: Subscription | None = None
+        self._got: list[Msg] = []
+        self._wanted = 0
+        self._ended = asyncio.Event()
+        self._no_consumer = False
+
+    async def start(self) -> None:
+        self._subscription = await self._client.subscribe(self._inbox, cb=self._take)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):  # a closed connection has no interest left
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def _take(self, message: Msg) -> None:
+        headers = message.headers
+        if headers and not message.data and _STATUS in headers:
+            status = headers[_STATUS]
+            if status == _HEARTBEAT:
+                return
+            self._no_consumer = status == _NO_RESPONDERS
+            self._ended.set()
+            return
+        self._got.append(message)
+        if len(self._got) >= self._wanted:
+            self._ended.set()
+
+    async def fetch(self, batch: int, expires: float) -> list[Msg]:
+        """Up to ``batch`` messages: as many as the server delivers before the request
+        expires, ``expires`` seconds on (none when there were none), in delivery order.
+        Raises `NoRespondersError` when the consumer does not exist."""
+        if len(self._got) < batch:
+            self._wanted = batch
+            self._ended.clear()
+            self._no_consumer = False
+            request = {"batch": batch - len(self._got), "expires": int(expires * 1e9)}
+            await self._client.publish(
+                self._request_subject, json.dumps(request).encode(), reply=self._inbox
+            )
+            # The server ends the request at ``expires``; the margin covers the way back.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), expires + 1.0)
+            if self._no_consumer:
+                raise NoRespondersError
+        taken, self._got = self._got[:batch], self._got[batch:]
+        return taken
+
+
+def pending_after(message: Msg) -> int:
+    """How many messages the consumer had left to deliver after ``message`` (the last token
+    but, in the short form, one of its ack subject; see `ingest.stream_position`); 0 when
+    the subject does not say."""
+    tokens = (message.reply or "").split(".")
+    if tokens[:2] == ["$JS", "ACK"]:
+        if len(tokens) == 9:
+            return int(tokens[8])
+        if len(tokens) >= 11:
+            return int(tokens[10])
+    return 0

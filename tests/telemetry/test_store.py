@@ -56,18 +56,43 @@ def test_every_value_type_and_quality_round_trips(store: DuckDBStore, sealed: bo
     assert [p.value for p in latest] == [value for value, _ in SAMPLES]
 
 
-def test_latest_keeps_the_newest_point_whatever_the_arrival_order(store: DuckDBStore) -> None:
+@pytest.mark.parametrize("seal_at", [None, 1, 2], ids=["hot", "first sealed", "both sealed"])
+def test_latest_keeps_the_newest_point_whatever_the_arrival_order(
+    store: DuckDBStore, seal_at: int | None
+) -> None:
+    """The newest point wins wherever it is: sealed (kept in `latest`) or still in hot."""
     first = PointBatch()
     first.add("acme", "press-1", "temp", DAY + timedelta(minutes=5), 5.0)
     first.add("acme", "press-1", "temp", DAY + timedelta(minutes=1), 1.0)
     store.append(first)
+    if seal_at == 1:
+        store.seal(END)
     late = PointBatch()
     late.add("acme", "press-1", "temp", DAY, 0.0)
     store.append(late)
+    if seal_at == 2:
+        store.seal(END)
     [point] = store.latest("acme", "press-1")
     assert (point.ts, point.value) == (DAY + timedelta(minutes=5), 5.0)
     assert store.latest("acme", "nobody") == []
     assert store.latest("nobody", "press-1") == []
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["in hot", "sealed"])
+def test_of_points_sharing_a_timestamp_the_one_stored_last_is_latest(
+    store: DuckDBStore, sealed: bool
+) -> None:
+    for value in (1.0, 2.0):
+        batch = PointBatch()
+        batch.add("acme", "press-1", "temp", DAY, value)
+        store.append(batch)
+    if sealed:
+        store.seal(END)
+    assert [p.value for p in store.latest("acme", "press-1")] == [2.0]
+    batch = PointBatch()
+    batch.add("acme", "press-1", "temp", DAY, 3.0)  # in hot, beside the sealed one
+    store.append(batch)
+    assert [p.value for p in store.latest("acme", "press-1")] == [3.0]
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -413,35 +438,47 @@ def test_maintain_seals_by_size_and_age_and_merges_closed_days(tmp_path: Path) -
 
 
 def test_latest_holds_one_row_per_series_however_often_it_moves(store: DuckDBStore) -> None:
+    """Appends leave `latest` alone; each seal moves it to the newest sealed point."""
     for minute in range(5):
         batch = PointBatch()
         for device in ("press-1", "press-2"):
             for metric in ("temp", "rpm"):
                 batch.add("acme", device, metric, DAY + timedelta(minutes=minute), float(minute))
         store.append(batch)
+        if minute % 2:
+            store.seal(DAY + timedelta(minutes=minute))  # seals up to the minute before
+        assert {(p.metric, p.value) for p in store.latest("acme", "press-2")} == {
+            ("temp", float(minute)),
+            ("rpm", float(minute)),
+        }
     with store._snapshot() as cursor:
-        rows = cursor.execute("SELECT series, count(*) FROM latest GROUP BY series").fetchall()
-    assert sorted(count for _, count in rows) == [1, 1, 1, 1]
-    assert {(p.metric, p.value) for p in store.latest("acme", "press-2")} == {
-        ("temp", 4.0),
-        ("rpm", 4.0),
-    }
+        rows = cursor.execute(
+            "SELECT series, count(*), max(v_num) FROM latest GROUP BY ALL"
+        ).fetchall()
+    assert sorted(count for _, count, _ in rows) == [1, 1, 1, 1]
+    assert {value for _, _, value in rows} == {2.0}  # the last seal took minutes 0-2
 
 
-def test_a_format_1_store_is_migrated_on_opening(tmp_path: Path) -> None:
-    """Format 1 kept `latest` under a primary key; format 2 has none (cheaper upserts). An
-    old store opens with its latest values, and they move on as before."""
+@pytest.mark.parametrize("old_format", [1, 2])
+def test_an_older_store_is_migrated_on_opening(tmp_path: Path, old_format: int) -> None:
+    """Format 1 kept `latest` under a primary key; format 2 has none (cheaper upserts) and
+    updated it on every append; format 3 keeps there the newest sealed point. An old store
+    opens with its latest values (here, the old `latest` row of a point already gone from
+    hot), and they move on as before."""
     with DuckDBStore(tmp_path / "ts") as store:
         batch = PointBatch()
         batch.add("acme", "press-1", "temp", DAY, 1.0)
         store.append(batch)
-    with duckdb.connect(str(tmp_path / "ts" / "telemetry.duckdb")) as db:  # as format 1 left it
-        db.execute(
-            "CREATE TABLE old AS SELECT * FROM latest; DROP TABLE latest;"
-            " CREATE TABLE latest AS SELECT * FROM old WHERE false;"
-            " ALTER TABLE latest ADD PRIMARY KEY (series); INSERT INTO latest SELECT * FROM old;"
-            " DROP TABLE old; UPDATE store_format SET format = 1"
-        )
+    with duckdb.connect(str(tmp_path / "ts" / "telemetry.duckdb")) as db:  # as it was left
+        db.execute("INSERT INTO latest SELECT * FROM hot; DELETE FROM hot")
+        if old_format == 1:
+            db.execute(
+                "CREATE TABLE old AS SELECT * FROM latest; DROP TABLE latest;"
+                " CREATE TABLE latest AS SELECT * FROM old WHERE false;"
+                " ALTER TABLE latest ADD PRIMARY KEY (series);"
+                " INSERT INTO latest SELECT * FROM old; DROP TABLE old"
+            )
+        db.execute("UPDATE store_format SET format = ?", [old_format])
     with DuckDBStore(tmp_path / "ts") as store:
         [point] = store.latest("acme", "press-1")
         assert point.value == 1.0
@@ -450,8 +487,11 @@ def test_a_format_1_store_is_migrated_on_opening(tmp_path: Path) -> None:
         store.append(batch)
         [point] = store.latest("acme", "press-1")
         assert point.value == 2.0
+        store.seal(END)
+        [point] = store.latest("acme", "press-1")
+        assert point.value == 2.0
     with duckdb.connect(str(tmp_path / "ts" / "telemetry.duckdb")) as db:
-        assert db.execute("SELECT format FROM store_format").fetchall() == [(2,)]
+        assert db.execute("SELECT format FROM store_format").fetchall() == [(3,)]
 
 
 def test_a_store_of_another_format_is_refused(tmp_path: Path) -> None:
@@ -537,7 +577,8 @@ def test_appends_continue_while_a_seal_runs(store: DuckDBStore) -> None:
 
 
 def test_retention_and_appends_run_at_once(store: DuckDBStore) -> None:
-    """Retention deletes old latest values; appends update the same rows. Neither fails."""
+    """Retention deletes old latest values and hot points while appends go on. Neither
+    fails."""
     store.append(seconds_of("acme", "d", "m", DAY, 10))
     errors: list[BaseException] = []
 

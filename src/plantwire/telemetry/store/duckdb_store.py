@@ -30,7 +30,7 @@ from plantwire.telemetry.store.model import (
     StoreError,
     to_micros,
 )
-from plantwire.telemetry.store.schema import DDL, FORMAT, POINT_COLUMNS
+from plantwire.telemetry.store.schema import DDL, FORMAT
 
 __all__ = ["DuckDBStore", "MaintenancePolicy"]
 
@@ -43,21 +43,6 @@ SEALED = "sealed"
 # and take the first one's half-written seals for orphans: refused instead.
 _open_folders: set[Path] = set()
 _open_folders_lock = threading.Lock()
-
-#: The newest point of each series of a batch into ``latest``: an UPDATE joined on the few
-#: series of the batch and an INSERT of the series not there yet. A primary key with
-#: ``INSERT … ON CONFLICT`` cost 1.6-3.5 times as much per series (measured with 10,000 series
-#: per batch, what 1,000 devices publishing once a second give); one writer keeps it unique.
-_LATEST_UPSERT = f"""
-CREATE OR REPLACE TEMP TABLE newest AS SELECT {POINT_COLUMNS} FROM incoming
-    QUALIFY row_number() OVER (PARTITION BY series ORDER BY ts DESC) = 1;
-UPDATE latest SET ts = n.ts, quality = n.quality, kind = n.kind, v_num = n.v_num,
-    v_int = n.v_int, v_text = n.v_text, v_blob = n.v_blob, v_nums = n.v_nums,
-    v_ints = n.v_ints, v_texts = n.v_texts
-    FROM newest n WHERE latest.series = n.series AND n.ts >= latest.ts;
-INSERT INTO latest SELECT * FROM newest n
-    WHERE NOT EXISTS (SELECT 1 FROM latest l WHERE l.series = n.series);
-DROP TABLE newest;"""
 
 
 def _series_table(rows: list[tuple[int, int, str, str]]) -> pa.Table:
@@ -151,12 +136,16 @@ class DuckDBStore:
         found = self._db.execute("SELECT format FROM store_format").fetchall()
         if not found:
             self._db.execute("INSERT INTO store_format VALUES (?)", [FORMAT])
-        elif found[0][0] == 1:  # format 2: `latest` without its primary key
+        elif found[0][0] in (1, 2):
+            # Format 2 dropped the primary key of `latest`; format 3 keeps in `latest` only
+            # the newest *sealed* point of a series (a format-2 table, newest of all, is one).
             self._db.begin()
-            self._db.execute(
-                "CREATE TABLE latest_2 AS SELECT * FROM latest; DROP TABLE latest;"
-                " ALTER TABLE latest_2 RENAME TO latest; UPDATE store_format SET format = 2"
-            )
+            if found[0][0] == 1:
+                self._db.execute(
+                    "CREATE TABLE latest_2 AS SELECT * FROM latest; DROP TABLE latest;"
+                    " ALTER TABLE latest_2 RENAME TO latest"
+                )
+            self._db.execute("UPDATE store_format SET format = ?", [FORMAT])
             self._db.commit()
         elif found[0][0] != FORMAT:
             raise StoreError(
@@ -281,7 +270,6 @@ class DuckDBStore:
     def _insert_points(self, cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
         cursor.register("incoming", table)
         cursor.execute("INSERT INTO hot SELECT * FROM incoming")
-        cursor.execute(_LATEST_UPSERT)
 
     def _commit_checkpoint(self, cursor: duckdb.DuckDBPyConnection, name: str, seq: int) -> None:
         cursor.execute(
@@ -518,10 +506,7 @@ class DuckDBStore:
                 cursor, self._root, tenant_id, series, cutoff, self._next_file, keep
             )
             doomed.extend(files)
-        # Appends update latest values: deleting them under the write lock keeps the two from
-        # conflicting. A crash just before leaves a stale latest value the next run removes.
-        with self._write_lock:
-            sealing.forget_latest(self._writer, tenant_id, series, cutoff, keep)
+            sealing.forget_latest(cursor, tenant_id, series, cutoff, keep)
         return dropped
 
     def maintain(self, now: datetime | None = None) -> None:

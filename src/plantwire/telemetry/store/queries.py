@@ -190,13 +190,25 @@ def aggregate(
     ]
 
 
+_LATEST = f"""
+WITH mine AS (SELECT id, metric FROM series WHERE tenant = $tenant AND device = $device),
+candidates AS (
+    SELECT series, ts, 1 AS fresh, rowid AS arrival, {_VALUES} FROM hot
+        WHERE series IN (SELECT id FROM mine)
+    UNION ALL
+    SELECT series, ts, 0, 0, {_VALUES} FROM latest WHERE series IN (SELECT id FROM mine)
+)
+SELECT m.metric, epoch_us(c.ts), {", ".join("c." + c for c in _VALUE_NAMES)}
+FROM candidates c JOIN mine m ON m.id = c.series
+QUALIFY row_number() OVER (PARTITION BY c.series ORDER BY c.ts DESC, fresh DESC, arrival DESC) = 1
+ORDER BY m.metric"""
+
+
 def latest(cursor: Cursor, tenant: int, device: str) -> list[Point]:
-    rows = cursor.execute(
-        f"SELECT s.metric, epoch_us(l.ts), {', '.join('l.' + c for c in _VALUE_NAMES)} "
-        "FROM latest l JOIN series s ON s.id = l.series "
-        "WHERE s.tenant = ? AND s.device = ? ORDER BY s.metric",
-        [tenant, device],
-    ).fetchall()
+    """The newest point of each of a device's series: of those sealed (the ``latest`` table,
+    which sealing keeps) and those in ``hot``. Of points sharing a timestamp, the one stored
+    last."""
+    rows = cursor.execute(_LATEST, {"tenant": tenant, "device": device}).fetchall()
     return [_point(device, row[0], row[1:]) for row in rows]
 
 

@@ -13,7 +13,9 @@ from plantwire.telemetry.store.model import Quality
 
 __all__ = ["DDL", "FORMAT", "PARQUET_OPTIONS", "POINT_COLUMNS", "ROLLUPS", "rollup_select"]
 
-FORMAT = 2  # 2: `latest` has no primary key (format 1 is migrated on opening)
+# 2: `latest` has no primary key; 3: `latest` holds the newest sealed point of each series
+# (appends no longer update it; formats 1 and 2 are migrated on opening)
+FORMAT = 3
 
 POINT_COLUMNS = "series, ts, quality, kind, v_num, v_int, v_text, v_blob, v_nums, v_ints, v_texts"
 _POINT_TYPES = """

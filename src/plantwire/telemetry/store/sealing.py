@@ -101,8 +101,33 @@ def seal(cursor: Cursor, root: Path, before: int, next_id: Callable[[], int]) ->
             [file_id, tenant, day, relative, rows, size],
         )
         sealed += int(count)
+    _keep_latest(cursor, before)
     cursor.execute("DELETE FROM hot WHERE ts < make_timestamp($1)", [before])
     return sealed
+
+
+#: The newest of the points being sealed, per series, into ``latest`` (an UPDATE joined on
+#: those series and an INSERT of the series not there yet; of points sharing a timestamp, the
+#: one stored last). Appends leave ``latest`` alone: a query takes the newest of ``latest``
+#: and ``hot``. Updating it with every append cost two thirds of the append (10,000 series in
+#: a batch: 26 ms of the upsert and 15 of its share of the commit, beside 3.5 ms to insert).
+_LATEST_UPSERT = f"""
+CREATE OR REPLACE TEMP TABLE newest AS SELECT {POINT_COLUMNS} FROM hot
+    WHERE ts < make_timestamp($before)
+    QUALIFY row_number() OVER (PARTITION BY series ORDER BY ts DESC, rowid DESC) = 1;
+UPDATE latest SET ts = n.ts, quality = n.quality, kind = n.kind, v_num = n.v_num,
+    v_int = n.v_int, v_text = n.v_text, v_blob = n.v_blob, v_nums = n.v_nums,
+    v_ints = n.v_ints, v_texts = n.v_texts
+    FROM newest n WHERE latest.series = n.series AND n.ts >= latest.ts;
+INSERT INTO latest SELECT * FROM newest n
+    WHERE NOT EXISTS (SELECT 1 FROM latest l WHERE l.series = n.series);
+DROP TABLE newest;"""
+
+
+def _keep_latest(cursor: Cursor, before: int) -> None:
+    for statement in _LATEST_UPSERT.split(";"):
+        if statement.strip():
+            cursor.execute(statement, {"before": before} if "$before" in statement else None)
 
 
 def compact(

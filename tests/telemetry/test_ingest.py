@@ -206,6 +206,46 @@ async def test_the_lag_gauges_follow_a_stream_that_never_goes_idle(
         assert value(metrics, "lag") >= 1
 
 
+def appends(metrics: IngestMetrics) -> int:
+    [family] = metrics.store_seconds.collect()
+    return int(next(s.value for s in family.samples if s.name.endswith("_count")))
+
+
+async def test_a_backlog_is_fetched_in_larger_batches(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """350 messages waiting, fetches of 100 growing up to 300 while a backlog waits: the
+    first fetch says 250 wait, so the second takes them all (four appends without it)."""
+    metrics = IngestMetrics(CollectorRegistry())
+    options = IngestOptions(batch=100, max_batch=300, fetch_seconds=0.5, retry_seconds=(0.1,))
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, options)
+    client = await ingest.connect()
+    await ingest.ensure_streams(client.jetstream())
+    await client.close()
+    publish(accounts, TENANT_A, PRESS, *(b'{"t": %d}' % n for n in range(350)))
+    async with running(ingest):
+        await eventually(lambda: value(metrics, "messages") >= 350, "ingest of the backlog")
+    assert stored(store, TENANT_A, PRESS, "t") == [float(n) for n in range(350)]
+    assert appends(metrics) == 2
+
+
+async def test_a_consumer_deleted_under_ingest_is_made_again(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """A pull request to a consumer that is gone has no responder: ingest makes the consumer
+    again from its checkpoint and goes on, writing nothing twice."""
+    metrics = IngestMetrics(CollectorRegistry())
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, FAST)
+    async with running(ingest):
+        publish(accounts, TENANT_A, PRESS, b'{"t": 1}')
+        await eventually(lambda: value(metrics, "messages") >= 1, "the first message")
+        assert ingest.js is not None
+        await ingest.js.delete_consumer(TELEMETRY_STREAM, CONSUMER)
+        publish(accounts, TENANT_A, PRESS, b'{"t": 2}', b'{"t": 3}')
+        await eventually(lambda: value(metrics, "messages") >= 3, "the messages after")
+    assert stored(store, TENANT_A, PRESS, "t") == [1.0, 2.0, 3.0]
+
+
 async def dead_letters(broker: BundledBroker) -> list[tuple[str, dict[str, str], bytes]]:
     endpoint = broker.endpoint
     client = await nats.connect(endpoint.url, user=endpoint.user, password=endpoint.password)

@@ -37,6 +37,7 @@ __all__ = ["DuckDBStore", "MaintenancePolicy"]
 T = TypeVar("T")
 DATABASE = "telemetry.duckdb"
 SEALED = "sealed"
+_MICROSECOND = timedelta(microseconds=1)
 
 # Store folders open in this process. DuckDB hands a second connection to an open file the same
 # database, so a second DuckDBStore on it would write with its own locks and series numbering,
@@ -77,8 +78,10 @@ class MaintenancePolicy:
     """When `DuckDBStore.maintain` seals and merges.
 
     Hot points are sealed once there are ``seal_rows`` of them or the oldest is ``seal_age``
-    old, leaving the last ``grace`` in hot for late arrivals. A tenant-day's sealed files are
-    merged once the day is past ``grace``, or sooner when it has ``max_files``."""
+    old, leaving the last ``grace`` in hot for late arrivals, in chunks of at most about
+    ``seal_rows`` points, oldest first: a backlog is sealed a chunk at a time, so what one seal
+    sorts and holds does not grow with it. A tenant-day's sealed files are merged once the day
+    is past ``grace``, or sooner when it has ``max_files``."""
 
     def __init__(
         self,
@@ -527,25 +530,52 @@ class DuckDBStore:
     def maintain(self, now: datetime | None = None) -> None:
         """Seal and merge as `policy` says; the platform calls this every minute or so."""
         moment = _micros(now or datetime.now(UTC))
-        policy = self.policy
-        grace = policy.grace // timedelta(microseconds=1)
-        rows, oldest = self._read(
-            lambda db: db.execute("SELECT count(*), epoch_us(min(ts)) FROM hot").fetchone()
-        ) or (0, None)
-        age = policy.seal_age // timedelta(microseconds=1)
-        if rows and (rows >= policy.seal_rows or oldest < moment - age):
-            self.seal(moment - grace)
+        grace = self.policy.grace // _MICROSECOND
+        self._seal_backlog(moment)
         closed = (datetime.fromtimestamp((moment - grace) / 1e6, UTC)).date()
         crowded = self._read(
             lambda db: db.execute(
                 "SELECT t.name, s.day, count(*) AS files FROM sealed s "
                 "JOIN tenants t ON t.id = s.tenant GROUP BY ALL "
                 "HAVING files >= ? OR (files > 1 AND s.day < ?)",
-                [policy.max_files, closed],
+                [self.policy.max_files, closed],
             ).fetchall()
         )
         for tenant, day, _ in crowded:
             self.compact(tenant, day)
+
+    def _seal_backlog(self, moment: int) -> None:
+        """Seal hot points, a chunk of at most about ``seal_rows`` at a time, oldest first and
+        each chunk its own transaction, while the hot table holds ``seal_rows`` points or its
+        oldest is ``seal_age`` old; the last ``grace`` stays. A chunk ends before the
+        timestamp of the (seal_rows + 1)-th oldest point; when more than ``seal_rows`` points
+        share the oldest timestamp, it takes all of them (a seal cuts between timestamps)."""
+        policy = self.policy
+        limit = moment - policy.grace // _MICROSECOND
+        aged = moment - policy.seal_age // _MICROSECOND
+        while True:
+            rows, oldest, cut = self._read(lambda db: self._backlog(db, policy.seal_rows))
+            if not rows or (rows < policy.seal_rows and oldest >= aged):
+                return
+            # a chunk takes at least the points at ``oldest``, so each one makes progress
+            before = limit if cut is None else min(max(cut, oldest + 1), limit)
+            if before <= oldest or not self.seal(before):
+                return  # all in the grace period (or gone meanwhile): the next run goes on
+
+    @staticmethod
+    def _backlog(db: duckdb.DuckDBPyConnection, chunk: int) -> tuple[int, int, int | None]:
+        """(hot points, the oldest one's timestamp, that of the (chunk + 1)-th oldest or None
+        when there are no more): ``ORDER BY … LIMIT … OFFSET`` is DuckDB's top-N, which holds
+        a chunk's timestamps, not the table's."""
+        rows, oldest = db.execute(  # type: ignore[misc]
+            "SELECT count(*), coalesce(epoch_us(min(ts)), 0) FROM hot"
+        ).fetchone()
+        if rows <= chunk:
+            return int(rows), int(oldest), None
+        (cut,) = db.execute(  # type: ignore[misc]
+            "SELECT epoch_us(ts) FROM hot ORDER BY ts LIMIT 1 OFFSET ?", [chunk]
+        ).fetchone()
+        return int(rows), int(oldest), int(cut)
 
     def backup(self, destination: Path) -> list[str]:
         """Copy the store into ``destination`` (a new folder) while it runs, consistently: no

@@ -22,6 +22,7 @@ __all__ = [
     "SECOND",
     "TENANT",
     "build_store",
+    "built_before",
     "series_count",
     "series_name",
 ]
@@ -36,6 +37,17 @@ TENANT = "acme"
 def series_name(n: int) -> tuple[str, str]:
     """(device, metric) of series ``n``: ten metrics a device."""
     return f"machine-{n // 10:04d}", f"metric-{n % 10}"
+
+
+def built_before(directory: Path, size: str) -> bool:
+    """Whether ``directory`` holds data built before for ``size`` (its ``built.txt`` says so);
+    if not, it is removed for a new build, which writes ``size`` there when it is done."""
+    marker = directory / "built.txt"
+    if marker.exists() and marker.read_text() == size:
+        return True
+    if directory.exists():
+        shutil.rmtree(directory)
+    return False
 
 
 def series_count(points: int, days: int) -> int:
@@ -53,11 +65,8 @@ def build_store(
     series as that takes (``name`` gives each its device and metric), each day sealed into
     one sorted file. Kept if built before with the same size; returns the number of series."""
     series = series_count(points, days)
-    marker = directory / "built.txt"
-    if marker.exists() and marker.read_text() == f"{series} {days}":
+    if built_before(directory, f"{series} {days}"):
         return series
-    if directory.exists():
-        shutil.rmtree(directory)
     generator = duckdb.connect()
     started = time.perf_counter()
     with DuckDBStore(directory) as store:
@@ -88,5 +97,5 @@ def build_store(
             )
         store.checkpoint_database()
     generator.close()
-    marker.write_text(f"{series} {days}")
+    (directory / "built.txt").write_text(f"{series} {days}")
     return series

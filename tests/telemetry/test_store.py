@@ -605,3 +605,31 @@ def test_naive_datetimes_are_utc(store: DuckDBStore) -> None:
         tzinfo=UTC
     )
     assert MOMENT.tzinfo is UTC
+
+
+def test_duckdb_memory_is_bounded_and_a_big_seal_spills_into_the_store_folder(
+    tmp_path: Path,
+) -> None:
+    """A seal whose sort needs more than the memory limit spills to the store folder instead of
+    failing (DuckDB's own default would be 80 % of the machine's memory)."""
+    folder = tmp_path / "ts"
+    with DuckDBStore(folder, memory_limit=32 << 20) as store:
+        limit, spill = store._read(
+            lambda db: db.execute(
+                "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+            ).fetchone()
+        ) or ("", "")
+        assert (limit, spill) == ("32.0 MiB", str(folder / "telemetry.duckdb.tmp"))
+        for device in range(40):
+            store.append(seconds_of("acme", f"d{device}", "m", DAY, 50_000))
+        assert store.seal(END) == 2_000_000
+        (sealed,) = store._read(
+            lambda db: db.execute("SELECT sum(rows) FROM sealed").fetchone()
+        ) or (0,)
+        assert sealed == 2_000_000
+        assert len(store.raw("acme", "d7", "m", DAY, END, limit=60_000).points) == 50_000
+    with DuckDBStore(folder, memory_limit=None) as store:
+        (limit,) = store._read(
+            lambda db: db.execute("SELECT current_setting('memory_limit')").fetchone()
+        ) or ("",)
+        assert limit != "32.0 MiB"

@@ -198,9 +198,11 @@ candidates AS (
     UNION ALL
     SELECT series, ts, 0, 0, {_VALUES} FROM latest WHERE series IN (SELECT id FROM mine)
 )
-SELECT m.metric, epoch_us(c.ts), {", ".join("c." + c for c in _VALUE_NAMES)}
-FROM candidates c JOIN mine m ON m.id = c.series
-QUALIFY row_number() OVER (PARTITION BY c.series ORDER BY c.ts DESC, fresh DESC, arrival DESC) = 1
+SELECT m.metric, epoch_us(n.ts), {", ".join("n." + c for c in _VALUE_NAMES)}
+FROM (
+    SELECT series, unnest(arg_max(struct_pack(ts, {_VALUES}), (ts, fresh, arrival)))
+    FROM candidates GROUP BY series
+) n JOIN mine m ON m.id = n.series
 ORDER BY m.metric"""
 
 

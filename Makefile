@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo-data
 
-PROTO := src/plantwire/telemetry/sparkplug/sparkplug_b.proto
+PROTO := src/plantwire/telemetry/sparkplug/sparkplug_b.proto \
+	src/plantwire/telemetry/sparkplug/sparkplug_columns.proto
 
 .PHONY: demo test check lint format typecheck bench clean proto
 

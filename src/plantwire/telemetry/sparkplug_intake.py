@@ -194,7 +194,7 @@ class SparkplugIntake:
             ):
                 self.metrics.deaths.inc()
             if topic.device_id is not None and (
-                outcome.samples or topic.message_type is MessageType.DBIRTH
+                outcome.samples or outcome.grouped or topic.message_type is MessageType.DBIRTH
             ):
                 name = f"{topic.group_id}/{topic.edge_node_id}/{topic.device_id}"
                 device_id = self.directory.device(tenant, node_id, name)
@@ -210,6 +210,12 @@ class SparkplugIntake:
                 )
                 if watch is not None and watch.watches((tenant, device_id, sample.metric)):
                     batch.reports.append(((tenant, device_id, sample.metric), sample.value))
+            for ms, values in outcome.grouped:
+                points.add_sample(tenant, device_id, ms * 1000, values)
+                if watch is not None:
+                    for metric, value in values.items():
+                        if watch.watches((tenant, device_id, metric)):
+                            batch.reports.append(((tenant, device_id, metric), value))
         for (tenant, group, edge), state in self.host.changes():
             batch.states[f"{STATE_PREFIX}{tenant}/{group}/{edge}"] = state
         if moved:

@@ -17,7 +17,10 @@ from plantwire.telemetry.sparkplug import sparkplug_b_pb2
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "src" / "plantwire" / "telemetry" / "sparkplug"
-PROTO = "plantwire/telemetry/sparkplug/sparkplug_b.proto"
+PROTOS = [
+    "plantwire/telemetry/sparkplug/sparkplug_b.proto",
+    "plantwire/telemetry/sparkplug/sparkplug_columns.proto",
+]
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -39,12 +42,17 @@ def _pins() -> tuple[str, str]:
 def test_the_checked_in_module_is_what_protoc_makes(tmp_path: Path) -> None:
     protoc = Path(sys.executable).parent / "protoc"
     subprocess.run(
-        [protoc, "--proto_path=src", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", PROTO],
+        [protoc, "--proto_path=src", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}", *PROTOS],
         cwd=ROOT,
         check=True,
         timeout=60,
     )
-    for name in ("sparkplug_b_pb2.py", "sparkplug_b_pb2.pyi"):
+    for name in (
+        "sparkplug_b_pb2.py",
+        "sparkplug_b_pb2.pyi",
+        "sparkplug_columns_pb2.py",
+        "sparkplug_columns_pb2.pyi",
+    ):
         made = (tmp_path / "plantwire" / "telemetry" / "sparkplug" / name).read_bytes()
         assert made == (PACKAGE / name).read_bytes(), f"{name} is stale: run `make proto`"
 

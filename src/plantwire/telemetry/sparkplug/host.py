@@ -32,6 +32,7 @@ from plantwire.telemetry.payloads import PayloadError
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
 from plantwire.telemetry.sparkplug.points import store_quality, store_value
+from plantwire.telemetry.sparkplug.quick import Plan, plan, quick_samples
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic
 from plantwire.telemetry.store.model import Quality, Value
 
@@ -60,6 +61,14 @@ class Certificate:
 
     types: dict[str, DataType] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
+    _plan: Plan | None = field(default=None, repr=False, compare=False)
+
+    def plan(self) -> Plan:
+        """Its metrics as `quick_samples` looks them up (made once: a certificate does not
+        change once made)."""
+        if self._plan is None:
+            self._plan = plan(self)
+        return self._plan
 
     @classmethod
     def of(cls, metrics: list[Metric]) -> Certificate:
@@ -186,9 +195,12 @@ class Sample:
 class Outcome:
     """What one message did. ``refused``: why it is a dead letter (its samples are empty);
     ``rebirth``: send the node a rebirth request now (already rate-limited); ``born``: the
-    device (or the node, "") that a birth just registered."""
+    device (or the node, "") that a birth just registered. ``grouped``: samples of good
+    quality as (epoch ms, {metric: value}), of the message's device (or node), from the
+    quick path (`quick.quick_samples`)."""
 
     samples: list[Sample] = field(default_factory=list)
+    grouped: list[tuple[int, dict[str, Value]]] = field(default_factory=list)
     refused: PayloadError | None = None
     rebirth: bool = False
     gap: bool = False
@@ -243,10 +255,10 @@ class SparkplugHost:
                 self._dirty.add(key)
                 self._in_session(node, topic, data, received_ms, outcome)
         except _Rebirth as error:
-            outcome.refused, outcome.samples = error.error, []
+            outcome.refused, outcome.samples, outcome.grouped = error.error, [], []
             outcome.rebirth = True
         except PayloadError as error:
-            outcome.refused, outcome.samples = error, []
+            outcome.refused, outcome.samples, outcome.grouped = error, [], []
         if outcome.refused is not None and topic.message_type is MessageType.NBIRTH:
             if node is not None:  # its old certificate no longer holds
                 _offline(node, received_ms)
@@ -309,6 +321,12 @@ class SparkplugHost:
             certificate = device.birth
         else:
             certificate = None  # DBIRTH: the message declares its own
+        if certificate is not None and kind is not MessageType.DDEATH:
+            quick = quick_samples(data, certificate.plan(), received_ms)
+            if quick is not None:
+                seq, outcome.grouped = quick
+                self._follow(node, seq, outcome)
+                return
         try:
             payload = decode_payload(
                 data, datatypes=certificate.datatypes() if certificate else None
@@ -320,10 +338,7 @@ class SparkplugHost:
             raise
         if payload.seq is None:
             raise _wants_rebirth("seq", f"the {kind} has no seq")
-        outcome.gap = payload.seq != (node.seq + 1) % 256 if node.seq is not None else True
-        if outcome.gap:
-            node.seq_gaps += 1
-        node.seq = payload.seq
+        self._follow(node, payload.seq, outcome)
         if kind is MessageType.DBIRTH:
             assert topic.device_id is not None
             try:
@@ -338,6 +353,14 @@ class SparkplugHost:
             return
         assert certificate is not None
         outcome.samples = _samples(topic.device_id, payload, certificate, received_ms)
+
+    @staticmethod
+    def _follow(node: NodeState, seq: int, outcome: Outcome) -> None:
+        """The node's seq moves to ``seq``; a gap unless it is the one after the last."""
+        outcome.gap = seq != (node.seq + 1) % 256 if node.seq is not None else True
+        if outcome.gap:
+            node.seq_gaps += 1
+        node.seq = seq
 
     def _may_ask(self, key: NodeKey, now: float) -> bool:
         asked = self._asked.get(key)

@@ -4,7 +4,9 @@ ingest → DuckDB store — in points stored per second.
 Publishers (``--publishers`` processes, one MQTT connection each, QoS 1 with up to
 ``--inflight`` messages unacknowledged) replay pre-encoded MQTT packets of JSON messages of 20
 values each with a minimal client (``_mqtt.py``), so that the platform, not the load
-generator, is measured. Ingest runs in a process of its
+generator, is measured. With ``--sparkplug`` each publisher is a Sparkplug B edge node
+instead: an NBIRTH, a DBIRTH of one device with 100 Double metrics (aliases 1-100), then DDATA
+messages of all 100 by alias, each with its timestamp and data type. Ingest runs in a process of its
 own, as in the platform. The figure is the points stored divided by the time from the first
 publish until ingest has applied the last accepted message. Printed beside it, as the
 baseline measured in the same run: DuckDB appending the same number of points from Arrow
@@ -35,10 +37,16 @@ ROOT = Path(__file__).resolve().parent.parent
 TENANT = "0b9a8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d"
 PASSWORD = "bench-device-password"
 VALUES = 20
+SPARKPLUG_VALUES = 100
+GROUP = "Bench"
 
 
 def _device(n: int) -> str:
     return f"meter-{n}"
+
+
+def _sparkplug_device(n: int) -> str:
+    return f"{GROUP}/{_device(n)}/D1"
 
 
 # --- the processes ---------------------------------------------------------------------------
@@ -57,6 +65,7 @@ def run_ingest(config: dict[str, Any]) -> None:
     from plantwire.observability import configure_logging
     from plantwire.telemetry.broker import BrokerEndpoint
     from plantwire.telemetry.ingest import Ingest, IngestMetrics
+    from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
     from plantwire.telemetry.store import DuckDBStore
 
     class Everyone:
@@ -65,14 +74,23 @@ def run_ingest(config: dict[str, Any]) -> None:
         ) -> dict[tuple[str, str], Mapping[str, str] | None]:
             return {key: {} for key in keys}
 
+    class EveryNode:  # the registry: every edge node is known, its devices by their names
+        def node(self, tenant: str, group: str, edge_node: str) -> str | None:
+            return f"{group}/{edge_node}"
+
+        def device(self, tenant: str, node_id: str, name: str) -> str | None:
+            return name
+
     async def main() -> None:
         configure_logging("console", "warning")
         store = DuckDBStore(Path(config["store"]))
+        sparkplug = SparkplugIntake(EveryNode(), SparkplugMetrics(CollectorRegistry()))
         ingest = Ingest(
             BrokerEndpoint(**config["endpoint"]),
             store,
             Everyone(),
             IngestMetrics(CollectorRegistry()),
+            sparkplug=sparkplug if config["sparkplug"] else None,
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -96,17 +114,23 @@ def run_publisher(config: dict[str, Any], index: int) -> None:
     device = _device(index)
     count = config["messages"] // config["publishers"]
     base = 1_764_000_000_000
-    topic = telemetry_topic(device)
-    packets = [
-        publish_packet(
-            topic,
-            json.dumps(
-                {"ts": base + n, "values": {f"m{k}": n * 0.5 + k for k in range(VALUES)}}
-            ).encode(),
-            n % 65_535 + 1,
-        )
-        for n in range(count)
-    ]
+    if config["sparkplug"]:
+        packets = [
+            publish_packet(topic, payload, n % 65_535 + 1)
+            for n, (topic, payload) in enumerate(_sparkplug_messages(device, count, base))
+        ]
+    else:
+        topic = telemetry_topic(device)
+        packets = [
+            publish_packet(
+                topic,
+                json.dumps(
+                    {"ts": base + n, "values": {f"m{k}": n * 0.5 + k for k in range(VALUES)}}
+                ).encode(),
+                n % 65_535 + 1,
+            )
+            for n in range(count)
+        ]
 
     async def publish() -> int:
         client = QoS1Publisher(config["inflight"])
@@ -119,6 +143,37 @@ def run_publisher(config: dict[str, Any], index: int) -> None:
             await client.close()
 
     print(asyncio.run(publish()), flush=True)
+
+
+def _sparkplug_messages(edge_node: str, count: int, base: int) -> list[tuple[str, bytes]]:
+    """An edge node's NBIRTH, its device's DBIRTH, then ``count`` DDATA messages."""
+    from plantwire.telemetry.sparkplug.codec import encode_payload
+    from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
+
+    prefix = f"spBv1.0/{GROUP}"
+    names = [f"m{k}" for k in range(SPARKPLUG_VALUES)]
+    birth = Payload(base, [Metric("bdSeq", None, base, DataType.Int64, 0)], seq=0)
+    device_birth = Payload(
+        base,
+        [Metric(name, k + 1, base, DataType.Double, 0.0) for k, name in enumerate(names)],
+        seq=1,
+    )
+    messages = [
+        (f"{prefix}/NBIRTH/{edge_node}", encode_payload(birth)),
+        (f"{prefix}/DBIRTH/{edge_node}/D1", encode_payload(device_birth)),
+    ]
+    for n in range(count):
+        ts = base + 1 + n
+        data = Payload(
+            ts,
+            [
+                Metric(None, k + 1, ts, DataType.Double, n * 0.5 + k)
+                for k in range(SPARKPLUG_VALUES)
+            ],
+            seq=(n + 2) % 256,
+        )
+        messages.append((f"{prefix}/DDATA/{edge_node}/D1", encode_payload(data)))
+    return messages
 
 
 # --- the measurement -------------------------------------------------------------------------
@@ -144,7 +199,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--inflight", type=int, default=2000)
+    parser.add_argument(
+        "--sparkplug", action="store_true", help="Sparkplug B DDATA of 100 metrics, not JSON"
+    )
     args = parser.parse_args()
+    values = SPARKPLUG_VALUES if args.sparkplug else VALUES
+    kind = (
+        f"Sparkplug B, {values} metrics/DDATA" if args.sparkplug else f"JSON, {values} values/msg"
+    )
 
     from plantwire.config import load_settings
     from plantwire.observability import configure_logging
@@ -153,7 +215,7 @@ def main() -> None:
     from plantwire.telemetry.store import DuckDBStore
 
     configure_logging("console", "warning")
-    points = args.messages // args.publishers * args.publishers * VALUES
+    points = args.messages // args.publishers * args.publishers * values
     print(f"== baseline: DuckDB Arrow appends of {points:,} points", flush=True)
     raw = arrow_append_rate(points)
     print(f"baseline: DuckDB Arrow append            {raw:12,.0f} points/s   1.00x", flush=True)
@@ -168,7 +230,8 @@ def main() -> None:
             log_level="warning",
         )
         secret = hash_device_password(PASSWORD, rounds=4)
-        devices = tuple(Device(_device(n), secret) for n in range(args.publishers))
+        group = GROUP if args.sparkplug else None
+        devices = tuple(Device(_device(n), secret, group) for n in range(args.publishers))
         broker = BundledBroker.from_settings(settings)
         broker.start([TenantAccount(TENANT, devices)])
         try:
@@ -184,6 +247,7 @@ def main() -> None:
                 "publishers": args.publishers,
                 "inflight": args.inflight,
                 "mqtt_port": settings.broker_mqtt_port,
+                "sparkplug": args.sparkplug,
             }
             config_file = Path(directory) / "bench.json"
             config_file.write_text(json.dumps(config))
@@ -210,27 +274,29 @@ def main() -> None:
             broker.stop()
         with DuckDBStore(Path(config["store"])) as store:
             applied = store.checkpoint("telemetry")
+            name = _sparkplug_device if args.sparkplug else _device
             stored = sum(
-                len(store.latest(TENANT, _device(n))) for n in range(args.publishers)
+                len(store.latest(TENANT, name(n))) for n in range(args.publishers)
             )  # metrics per device: a sanity check that every device arrived
             exported = store.export(TENANT, 0, 2**62)
             stored_points = exported.num_rows
     rate = stored_points / elapsed
     print(
-        f"ingest end to end (JSON, {VALUES} values/msg)  {rate:12,.0f} points/s   "
-        f"{rate / raw:.2f}x   ({stored_points / VALUES / elapsed:,.0f} msg/s; publishing took "
+        f"ingest end to end ({kind})  {rate:12,.0f} points/s   "
+        f"{rate / raw:.2f}x   ({stored_points / values / elapsed:,.0f} msg/s; publishing took "
         f"{published:.1f} s, all applied after {elapsed:.1f} s)",
         flush=True,
     )
     print(
         f"   ingest process CPU {cpu:.1f} s: {cpu / stored_points * 1e6:.2f} µs per point, "
-        f"{cpu / (stored_points / VALUES) * 1e6:.0f} µs per message (start-up included)",
+        f"{cpu / (stored_points / values) * 1e6:.0f} µs per message (start-up included)",
         flush=True,
     )
     print(
         f"   messages acked to MQTT publishers {acked:,}; accepted by the stream {in_stream:,} "
         f"(last sequence {last:,}, applied {applied:,}); points stored {stored_points:,} "
-        f"of {acked * VALUES:,}; {stored} series seen",
+        f"of {acked * values:,}{' (and the births)' if args.sparkplug else ''}; "
+        f"{stored} series seen",
         flush=True,
     )
 

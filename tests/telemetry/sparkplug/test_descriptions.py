@@ -1,9 +1,18 @@
-"""What a birth says of its metrics' units and descriptions (`sparkplug.descriptions`)."""
+"""What a birth says of its metrics' units and descriptions (`sparkplug.descriptions`), and
+the device API's data type of every Sparkplug metric type."""
 
 from __future__ import annotations
 
+from plantwire.telemetry.schemas import DataType as PlatformType
 from plantwire.telemetry.sparkplug.descriptions import MetricDescription, describe
-from plantwire.telemetry.sparkplug.model import DataType, MetaData, Metric, PropertyValue
+from plantwire.telemetry.sparkplug.model import (
+    METRIC_TYPES,
+    DataType,
+    MetaData,
+    Metric,
+    PropertyValue,
+)
+from plantwire.telemetry.sparkplug_registry import PLATFORM_TYPES
 
 T = DataType
 
@@ -57,3 +66,30 @@ def test_units_and_descriptions_come_from_the_conventional_properties() -> None:
         MetricDescription("Curve", T.Int32Array, "", "Pressure curve"),
         MetricDescription("Running", T.Boolean, "", ""),
     ]
+
+
+def test_every_metric_type_has_the_platform_type_its_values_are_stored_as() -> None:
+    assert set(PLATFORM_TYPES) == METRIC_TYPES
+    assert {kind.name: PLATFORM_TYPES[kind].value for kind in METRIC_TYPES if kind <= 19} == {
+        "Int8": "int",
+        "Int16": "int",
+        "Int32": "int",
+        "Int64": "int",
+        "UInt8": "int",
+        "UInt16": "int",
+        "UInt32": "int",
+        "UInt64": "int",
+        "Float": "float",
+        "Double": "float",
+        "Boolean": "bool",
+        "String": "string",
+        "DateTime": "datetime",
+        "Text": "string",
+        "UUID": "string",
+        "DataSet": "string",  # stored as JSON text
+        "Bytes": "bytes",
+        "File": "bytes",
+        "Template": "string",  # stored as JSON text
+    }
+    arrays = {PLATFORM_TYPES[kind] for kind in METRIC_TYPES if kind >= 22}
+    assert arrays == {PlatformType.ARRAY}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from plantwire.telemetry.accounts import Device, TenantAccount, device_username
 from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.ingest import CHECKPOINT, REASON, Ingest, IngestMetrics
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
+from plantwire.telemetry.sparkplug.descriptions import MetricDescription
 from plantwire.telemetry.sparkplug.host import REBIRTH
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload, PropertyValue
 from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
@@ -252,6 +253,9 @@ class Nodes:
 
     def device(self, tenant: str, node_id: str, name: str) -> str | None:
         return name
+
+    def describe(self, births: Mapping[tuple[str, str], Sequence[MetricDescription]]) -> int:
+        return 0
 
 
 def sparkplug_ingest(

@@ -20,7 +20,10 @@ from plantwire.security.schemas import Id
 from plantwire.telemetry.accounts import check_sparkplug_id
 
 __all__ = [
+    "MAX_DESCRIPTION",
     "MAX_METRICS",
+    "MAX_METRIC_NAME",
+    "MAX_UNIT",
     "DataType",
     "DeviceCreated",
     "DeviceIn",
@@ -38,13 +41,16 @@ __all__ = [
 ]
 
 MAX_METRICS = 1000  # per device
+MAX_METRIC_NAME, MAX_UNIT, MAX_DESCRIPTION = 200, 32, 500  # characters
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 DeviceName = Annotated[
     str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=_PRINTABLE)
 ]
-MetricName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_PRINTABLE)]
+MetricName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_METRIC_NAME, pattern=_PRINTABLE)
+]
 # An ISA-95 place as a path, "site/area/line/machine" or any leading part of it: levels of
 # printable characters without "/", at most 8 of them (enterprise … cell, with room).
 Place = Annotated[
@@ -97,9 +103,11 @@ class _In(BaseModel):
 class MetricSpec(_In):
     name: MetricName
     data_type: DataType = DataType.FLOAT
-    unit: Annotated[str, StringConstraints(max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")] = ""
+    unit: Annotated[str, StringConstraints(max_length=MAX_UNIT, pattern=r"^[^\x00-\x1f\x7f]*$")] = (
+        ""
+    )
     description: Annotated[
-        str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")
+        str, StringConstraints(max_length=MAX_DESCRIPTION, pattern=r"^[^\x00-\x1f\x7f]*$")
     ] = ""
     writable: bool = Field(False, description="Commands may write this metric.")
 

@@ -1,7 +1,8 @@
 """Sparkplug B in durable ingest: the messages of every tenant's edge nodes, taken from the
 ``TELEMETRY`` stream in order, applied to the host application (`sparkplug.host`), their
 points added to ingest's batch under the registry's device ids, and the host's state
-committed with them (store states ``sparkplug/<tenant>/<group>/<edge node>``).
+committed with them (store states ``sparkplug/<tenant>/<group>/<edge node>``). The births of
+a batch set the metric metadata of their node or device in the registry, once per batch.
 
 Ingest calls `SparkplugIntake.decode` for the Sparkplug messages of a batch (in a worker
 thread: the registry is SQL) and gets back the dead letters, the rebirth requests to
@@ -10,7 +11,7 @@ publish and the states to commit with the batch's checkpoint."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from plantwire.telemetry.accounts import COMMAND_PREFIX, SPARKPLUG_NAMESPACE, TELEMETRY_PREFIX
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.payloads import PayloadError
+from plantwire.telemetry.sparkplug.descriptions import MetricDescription
 from plantwire.telemetry.sparkplug.host import NodeKey, SparkplugHost, rebirth_request
 from plantwire.telemetry.sparkplug.topics import (
     MessageType,
@@ -32,6 +34,7 @@ from plantwire.telemetry.store import PointBatch, TimeSeriesStore
 __all__ = [
     "SPARKPLUG_SUBJECTS",
     "STATE_PREFIX",
+    "DirectoryError",
     "SparkplugBatch",
     "SparkplugDirectory",
     "SparkplugIntake",
@@ -55,12 +58,22 @@ _log = structlog.get_logger("plantwire.sparkplug")
 _HEAD = f"{TELEMETRY_PREFIX}."
 
 
+class DirectoryError(Exception):
+    """The registry could not be read or written; the message says why."""
+
+
 class SparkplugDirectory(Protocol):
-    """Registry ids of edge nodes, and of their devices (made on first sight)."""
+    """Registry ids of edge nodes, and of their devices (made on first sight); the metric
+    metadata births declare."""
 
     def node(self, tenant: str, group: str, edge_node: str) -> str | None: ...
 
     def device(self, tenant: str, node_id: str, name: str) -> str | None: ...
+
+    def describe(self, births: Mapping[tuple[str, str], Sequence[MetricDescription]]) -> int:
+        """Make the metric metadata of each (tenant, device id) the one its birth
+        declares; how many devices changed. DirectoryError when the registry fails."""
+        ...
 
 
 class SparkplugMetrics:
@@ -88,6 +101,17 @@ class SparkplugMetrics:
         self.rebirths = Counter(
             "plantwire_sparkplug_rebirth_requests",
             "Rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes.",
+            registry=registry,
+        )
+        self.metadata_changes = Counter(
+            "plantwire_sparkplug_metadata_changes",
+            "Edge nodes and devices whose metric metadata a birth changed in the registry.",
+            registry=registry,
+        )
+        self.metadata_errors = Counter(
+            "plantwire_sparkplug_metadata_errors",
+            "Batches whose births' metric metadata the registry failed to take (their next "
+            "birth tries again).",
             registry=registry,
         )
         self.nodes_online = Gauge(
@@ -155,6 +179,8 @@ class SparkplugIntake:
         batch = SparkplugBatch()
         now = self._clock()
         moved = False  # a node born or dead: count the nodes online again
+        # what the batch's births declare, by (tenant, device id): the last birth wins
+        described: dict[tuple[str, str], list[MetricDescription]] = {}
         for index, (subject, data, received_ms) in enumerate(messages):
             _, tenant, local = subject.split(".", 2)
             try:
@@ -204,6 +230,8 @@ class SparkplugIntake:
                     continue
             else:
                 device_id = node_id
+            if outcome.described is not None:
+                described[(tenant, device_id)] = outcome.described
             for sample in outcome.samples:
                 points.add(
                     tenant, device_id, sample.metric, sample.ms * 1000, sample.value, sample.quality
@@ -220,7 +248,20 @@ class SparkplugIntake:
             batch.states[f"{STATE_PREFIX}{tenant}/{group}/{edge}"] = state
         if moved:
             self._count_online()
+        if described:
+            self._describe(described)
         return batch
+
+    def _describe(self, births: Mapping[tuple[str, str], Sequence[MetricDescription]]) -> None:
+        """The births' metric metadata into the registry. A failing registry stops nothing:
+        the points are stored all the same, and the next birth tries again."""
+        try:
+            changed = self.directory.describe(births)
+        except DirectoryError as error:
+            self.metrics.metadata_errors.inc()
+            _log.error("sparkplug.metadata_failed", devices=len(births), error=str(error))
+            return
+        self.metrics.metadata_changes.inc(changed)
 
     def _count_online(self) -> None:
         self.metrics.nodes_online.set(sum(node.online for node in self.host.nodes.values()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from plantwire.telemetry.accounts import Device, TenantAccount, device_username
 from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.ingest import CHECKPOINT, REASON, Ingest, IngestMetrics
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
+from plantwire.telemetry.sparkplug.descriptions import MetricDescription
 from plantwire.telemetry.sparkplug.host import REBIRTH
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload, PropertyValue
 from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
@@ -69,6 +70,35 @@ async def eventually(condition: Callable[[], bool], what: str, seconds: float = 
         await asyncio.sleep(0.05)
 
 
+async def ingest_started(client: TestClient) -> Platform:
+    """The app's platform, once ingest has its stream (what a device publishes is taken)."""
+    platform = platform_of(client)
+    await eventually(
+        lambda: platform.ingest is not None and platform.ingest.js is not None, "ingest"
+    )
+    return platform
+
+
+def got(client: TestClient, path: str, headers: dict[str, str]) -> Any:
+    """The JSON answer of a GET that must succeed."""
+    answer = client.get(path, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def made(client: TestClient, headers: dict[str, str], name: str) -> dict[str, Any]:
+    """The Sparkplug device a DBIRTH makes, once it is there (found by its name)."""
+    found: list[dict[str, Any]] = []
+
+    def there() -> bool:
+        found[:] = got(client, f"{DEVICES}?search={name}", headers)["items"]
+        return bool(found)
+
+    await eventually(there, f"the device {name} made")
+    (device,) = found
+    return device
+
+
 def node_state(platform: Platform, tenant: str, edge: str) -> dict[str, Any]:
     assert platform.store is not None
     states = platform.store.states(f"sparkplug/{tenant}/{G}/{edge}")
@@ -93,10 +123,7 @@ async def test_births_data_and_deaths_of_nodes_and_devices(
     headers = tenant_a.headers["engineer"]
     node = make_node(client, headers, f"{G}/Edge1")
     theirs = make_node(client, tenant_b.headers["engineer"], f"{G}/Edge1")
-    platform = platform_of(client)
-    await eventually(
-        lambda: platform.ingest is not None and platform.ingest.js is not None, "ingest"
-    )
+    platform = await ingest_started(client)
     mine: dict[str, str] = node["mqtt"]  # type: ignore[assignment]
     other: dict[str, str] = theirs["mqtt"]  # type: ignore[assignment]
 
@@ -226,6 +253,9 @@ class Nodes:
 
     def device(self, tenant: str, node_id: str, name: str) -> str | None:
         return name
+
+    def describe(self, births: Mapping[tuple[str, str], Sequence[MetricDescription]]) -> int:
+        return 0
 
 
 def sparkplug_ingest(

@@ -13,9 +13,17 @@ from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.sparkplug.codec import encode_payload
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
 from tests.conftest import Seed
-from tests.security.helpers import platform_of
 from tests.telemetry.conftest import mqtt_device
-from tests.telemetry.sparkplug.test_host import TS, G, birth, data, death, eventually
+from tests.telemetry.sparkplug.test_host import (
+    TS,
+    G,
+    birth,
+    data,
+    death,
+    eventually,
+    got,
+    ingest_started,
+)
 from tests.telemetry.sparkplug.test_provisioning import DEVICES, make_node
 
 T = DataType
@@ -28,21 +36,14 @@ async def test_status_follows_births_gaps_and_deaths(
     tenant_a, tenant_b = seed.tenants["a"], seed.tenants["b"]
     headers = tenant_a.headers["engineer"]
     node = make_node(client, headers, f"{G}/Edge1")
-    platform = platform_of(client)
-    await eventually(
-        lambda: platform.ingest is not None and platform.ingest.js is not None, "ingest"
-    )
+    await ingest_started(client)
 
     def status(device: str) -> dict[str, Any]:
-        answer = client.get(f"{DEVICES}/{device}", headers=headers)
-        assert answer.status_code == 200, answer.text
-        found: dict[str, Any] = answer.json()["sparkplug"]
+        found: dict[str, Any] = got(client, f"{DEVICES}/{device}", headers)["sparkplug"]
         return found
 
     def latest(device: str) -> dict[str, Any]:
-        answer = client.get(f"{DEVICES}/{device}/latest", headers=headers)
-        assert answer.status_code == 200, answer.text
-        found: dict[str, Any] = answer.json()
+        found: dict[str, Any] = got(client, f"{DEVICES}/{device}/latest", headers)
         return found
 
     node_id = str(node["id"])

@@ -7,6 +7,8 @@ wrapping) and its *birth certificate* — each metric's name, alias and data typ
 certificate per device from its DBIRTH.
 
 * NBIRTH replaces the node's certificate (its devices must be born again); DBIRTH a device's.
+  The outcome of a birth also describes its metrics (`descriptions`: unit, description) for
+  the registry; the certificate keeps only what decoding needs.
 * NDATA and DDATA are decoded through the certificate: metrics sent by alias get their name,
   metrics sent without a data type get the birth's.
 * NDEATH counts only when its ``bdSeq`` is the NBIRTH's (an older session's will arriving
@@ -30,6 +32,7 @@ from typing import Any
 
 from plantwire.telemetry.payloads import PayloadError
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
+from plantwire.telemetry.sparkplug.descriptions import MetricDescription, describe
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
 from plantwire.telemetry.sparkplug.points import store_quality, store_value
 from plantwire.telemetry.sparkplug.quick import Plan, plan, quick_samples
@@ -195,9 +198,9 @@ class Sample:
 class Outcome:
     """What one message did. ``refused``: why it is a dead letter (its samples are empty);
     ``rebirth``: send the node a rebirth request now (already rate-limited); ``born``: the
-    device (or the node, "") that a birth just registered. ``grouped``: samples of good
-    quality as (epoch ms, {metric: value}), of the message's device (or node), from the
-    quick path (`quick.quick_samples`)."""
+    device (or the node, "") that a birth just registered, and ``described`` its metrics.
+    ``grouped``: samples of good quality as (epoch ms, {metric: value}), of the message's
+    device (or node), from the quick path (`quick.quick_samples`)."""
 
     samples: list[Sample] = field(default_factory=list)
     grouped: list[tuple[int, dict[str, Value]]] = field(default_factory=list)
@@ -206,6 +209,7 @@ class Outcome:
     gap: bool = False
     stale_death: bool = False
     born: str | None = None
+    described: list[MetricDescription] | None = None
 
 
 class SparkplugHost:
@@ -256,9 +260,11 @@ class SparkplugHost:
                 self._in_session(node, topic, data, received_ms, outcome)
         except _Rebirth as error:
             outcome.refused, outcome.samples, outcome.grouped = error.error, [], []
+            outcome.described = None
             outcome.rebirth = True
         except PayloadError as error:
             outcome.refused, outcome.samples, outcome.grouped = error, [], []
+            outcome.described = None
         if outcome.refused is not None and topic.message_type is MessageType.NBIRTH:
             if node is not None:  # its old certificate no longer holds
                 _offline(node, received_ms)
@@ -294,7 +300,7 @@ class SparkplugHost:
                 for name, device in old.devices.items()
             }
         outcome.samples = _samples(None, payload, certificate, received_ms)
-        outcome.born = ""
+        outcome.born, outcome.described = "", describe(payload.metrics)
         return node
 
     def _node_death(self, node: NodeState, data: bytes, received_ms: int, outcome: Outcome) -> bool:
@@ -346,7 +352,7 @@ class SparkplugHost:
             except PayloadError as error:
                 raise _Rebirth(error) from None
             node.devices[topic.device_id] = DeviceState(True, certificate, received_ms)
-            outcome.born = topic.device_id
+            outcome.born, outcome.described = topic.device_id, describe(payload.metrics)
         elif kind is MessageType.DDEATH:
             assert device is not None
             device.online, device.death_ms = False, received_ms

@@ -57,7 +57,7 @@ def run_ingest(config: dict[str, Any]) -> None:
     it used."""
     import resource
     import signal
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from prometheus_client import CollectorRegistry
 
@@ -80,6 +80,9 @@ def run_ingest(config: dict[str, Any]) -> None:
 
         def device(self, tenant: str, node_id: str, name: str) -> str | None:
             return name
+
+        def describe(self, births: Mapping[tuple[str, str], Sequence[Any]]) -> int:
+            return 0  # births are rare: their metadata is not what this measures
 
     async def main() -> None:
         configure_logging("console", "warning")
@@ -265,6 +268,8 @@ def main() -> None:
                 last, in_stream, waiting = asyncio.run(stream_state(config["endpoint"]))
                 if not waiting:
                     break
+                if ingest.poll() is not None:
+                    raise SystemExit(f"ingest ended ({ingest.returncode}) with {waiting:,} left")
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
             ingest.terminate()

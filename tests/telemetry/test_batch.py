@@ -69,6 +69,27 @@ def test_a_sample_is_the_same_as_its_points_one_by_one() -> None:
     assert sampled.to_arrow(ids).equals(one_by_one.to_arrow(ids))
 
 
+def test_values_as_two_sequences_are_the_same_as_a_sample() -> None:
+    """``add_values`` (the Sparkplug quick path's) builds what ``add_sample`` builds, floats
+    told or not, series shared with ``add``."""
+    values: dict[str, Value] = {f"m{n}": value for n, (value, _) in enumerate(SAMPLES)}
+    floats = {f"f{n}": n * 0.5 for n in range(5)}
+    sampled, listed = PointBatch(), PointBatch()
+    for batch in (sampled, listed):
+        batch.add("t", "d1", "m1", 500, values["m1"])
+    sampled.add_sample("t", "d1", 1_000, values, Quality.BAD)
+    sampled.add_sample("t", "d2", 1_000, floats)
+    sampled.add_sample("t", "d1", 2_000, floats)
+    listed.add_values("t", "d1", 1_000, list(values), list(values.values()), quality=Quality.BAD)
+    listed.add_values("t", "d2", 1_000, list(floats), list(floats.values()), floats=True)
+    listed.add_values("t", "d1", 2_000, list(floats), list(floats.values()), floats=True)
+    assert listed.keys == sampled.keys
+    ids = list(range(1, len(sampled.keys) + 1))
+    assert listed.to_arrow(ids).equals(sampled.to_arrow(ids))
+    with pytest.raises(ValueError, match="2 names but 1 values"):
+        listed.add_values("t", "d1", 3_000, ["a", "b"], [1.0], floats=True)
+
+
 def test_every_kind_round_trips() -> None:
     batch = PointBatch()
     for n, (value, _) in enumerate(SAMPLES):

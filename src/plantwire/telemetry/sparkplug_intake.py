@@ -238,10 +238,12 @@ class SparkplugIntake:
                 )
                 if watch is not None and watch.watches((tenant, device_id, sample.metric)):
                     batch.reports.append(((tenant, device_id, sample.metric), sample.value))
-            for ms, values in outcome.grouped:
-                points.add_sample(tenant, device_id, ms * 1000, values)
+            for values in outcome.grouped:
+                points.add_values(
+                    tenant, device_id, values.ms * 1000, values.names, values.values, values.floats
+                )
                 if watch is not None:
-                    for metric, value in values.items():
+                    for metric, value in zip(values.names, values.values, strict=True):
                         if watch.watches((tenant, device_id, metric)):
                             batch.reports.append(((tenant, device_id, metric), value))
         for (tenant, group, edge), state in self.host.changes():

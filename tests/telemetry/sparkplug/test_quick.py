@@ -49,9 +49,9 @@ def quick_path(data: bytes, certificate: Certificate) -> Any:
         return None
     seq, grouped = found
     return seq, [
-        (metric, ms, value, Quality.GOOD)
-        for ms, values in grouped
-        for metric, value in values.items()
+        (metric, group.ms, value, Quality.GOOD)
+        for group in grouped
+        for metric, value in zip(group.names, group.values, strict=True)
     ]
 
 
@@ -115,7 +115,8 @@ def plain_metrics(draw: st.DrawFn, birth: list[tuple[str, int | None, DataType]]
         return draw(wire_metrics())
     name, alias, kind = draw(st.sampled_from(birth))
     field, values = PLAIN[kind]
-    metric = pb.Payload.Metric(**{field: draw(values)})
+    metric = pb.Payload.Metric()
+    setattr(metric, field, draw(values))
     if alias is not None and draw(st.booleans()):
         metric.alias = alias
     else:
@@ -179,7 +180,7 @@ def test_plain_data_takes_the_quick_path() -> None:
     assert quick is not None
     assert repr(quick) == repr(full_path(data, certificate))
     _, grouped = quick_samples(data, certificate.plan(), RECEIVED) or (0, [])
-    assert [(ms, len(values)) for ms, values in grouped] == [
+    assert [(group.ms, len(group.values)) for group in grouped] == [
         (RECEIVED + 1, 100),
         (RECEIVED + 2, 1),
         (RECEIVED, 1),

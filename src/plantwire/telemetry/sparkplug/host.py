@@ -35,7 +35,7 @@ from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
 from plantwire.telemetry.sparkplug.descriptions import MetricDescription, describe
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
 from plantwire.telemetry.sparkplug.points import store_quality, store_value
-from plantwire.telemetry.sparkplug.quick import Plan, plan, quick_samples
+from plantwire.telemetry.sparkplug.quick import Group, Plan, plan, quick_samples
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic
 from plantwire.telemetry.store.model import Quality, Value
 
@@ -199,11 +199,11 @@ class Outcome:
     """What one message did. ``refused``: why it is a dead letter (its samples are empty);
     ``rebirth``: send the node a rebirth request now (already rate-limited); ``born``: the
     device (or the node, "") that a birth just registered, and ``described`` its metrics.
-    ``grouped``: samples of good quality as (epoch ms, {metric: value}), of the message's
-    device (or node), from the quick path (`quick.quick_samples`)."""
+    ``grouped``: samples of good quality, of the message's device (or node), from the quick
+    path (`quick.quick_samples`)."""
 
     samples: list[Sample] = field(default_factory=list)
-    grouped: list[tuple[int, dict[str, Value]]] = field(default_factory=list)
+    grouped: list[Group] = field(default_factory=list)
     refused: PayloadError | None = None
     rebirth: bool = False
     gap: bool = False

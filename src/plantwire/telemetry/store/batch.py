@@ -157,6 +157,48 @@ class PointBatch:
         self._ts.extend([ts] * len(values))
         self._quality.extend([quality] * len(values))
 
+    def add_values(
+        self,
+        tenant: str,
+        device: str,
+        ts: int,
+        names: Sequence[str],
+        values: Sequence[Value],
+        floats: bool = False,
+        quality: Quality = Quality.GOOD,
+    ) -> None:
+        """`add_sample` with the names and values as two sequences (``values[i]`` is metric
+        ``names[i]``'s); ``floats`` says every value is a float, so none is looked at (the
+        Sparkplug quick path reads a column of them)."""
+        if len(names) != len(values):
+            raise ValueError(f"{len(names)} names but {len(values)} values")
+        metrics = self._devices.get((tenant, device))
+        if metrics is None:
+            metrics = self._devices[(tenant, device)] = {}
+        indexes = [metrics.get(name) for name in names]
+        if None in indexes:
+            for n, name in enumerate(names):
+                if indexes[n] is None:
+                    index = metrics.get(name)
+                    if index is None:
+                        index = metrics[name] = self._key_index(tenant, device, name)
+                    indexes[n] = index
+        keys = self._key
+        if floats:
+            self._kind.extend([_FLOAT] * len(values))
+            self._num.extend(values)  # type: ignore[arg-type]
+            keys.extend(indexes)  # type: ignore[arg-type]
+        else:
+            for index, value in zip(indexes, values, strict=True):
+                if type(value) is float:
+                    self._kind.append(_FLOAT)
+                    self._num.append(value)
+                else:
+                    self._add_value(len(keys), value)
+                keys.append(index)  # type: ignore[arg-type]
+        self._ts.extend([ts] * len(values))
+        self._quality.extend([quality] * len(values))
+
     def _add_value(self, row: int, value: Value) -> None:
         """The kind and numeric column of one value, and its exact form where kept."""
         kind = type(value)

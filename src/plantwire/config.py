@@ -157,6 +157,12 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between runs of the time-series store's upkeep (sealing, merging).",
     )
+    store_memory_limit_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=64 * 1024 * 1024,
+        description="DuckDB's memory in the time-series store (cached data, sorts, joins); "
+        "larger sorts spill to disk in the store folder.",
+    )
     telemetry_retention_days: int | None = Field(
         None,
         ge=1,

@@ -96,7 +96,7 @@ def open_store(settings: Settings) -> DuckDBStore:
     process write a database file)."""
     folder = settings.data_dir / TELEMETRY_DIR
     try:
-        return DuckDBStore(folder)
+        return DuckDBStore(folder, memory_limit=settings.store_memory_limit_bytes)
     except duckdb.IOException as error:  # most often: another process holds the file's lock
         raise DataDirError(
             f"The telemetry store in {folder} cannot be opened ({error}). Only one process may "

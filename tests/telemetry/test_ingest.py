@@ -229,6 +229,28 @@ async def test_a_backlog_is_fetched_in_larger_batches(
     assert appends(metrics) == 2
 
 
+async def test_a_fetch_takes_at_most_max_bytes_and_a_larger_message_alone(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """What one batch holds is bounded in bytes too (a message may carry 10,000 points); a
+    message larger than the bound still comes, alone."""
+    metrics = IngestMetrics(CollectorRegistry())
+    options = IngestOptions(batch=100, max_bytes=1500, fetch_seconds=0.5, retry_seconds=(0.1,))
+    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, options)
+    client = await ingest.connect()
+    await ingest.ensure_streams(client.jetstream())
+    await client.close()
+    large = json.dumps({"t": 0.5, **{f"pad{n}": float(n) for n in range(200)}}).encode()
+    assert len(large) > 1500
+    publish(accounts, TENANT_A, PRESS, *(b'{"t": %d}' % n for n in range(40)), large)
+    async with running(ingest):
+        await eventually(lambda: value(metrics, "messages") >= 41, "ingest of all 41")
+    # (sorted: flat messages are stamped with the stream's millisecond, which they may share)
+    assert sorted(stored(store, TENANT_A, PRESS, "t")) == sorted([*map(float, range(40)), 0.5])
+    assert appends(metrics) >= 3  # 40 small messages (several hundred bytes each with
+    # their subject and headers) do not fit in 1,500 bytes at once, nor with the large one
+
+
 async def test_a_consumer_deleted_under_ingest_is_made_again(
     accounts: BundledBroker, store: DuckDBStore
 ) -> None:

@@ -171,3 +171,13 @@ def test_retention_drops_old_days_of_every_tenant_and_gives_the_disk_back(
             kept = store.export(tenant, 0, 2**62)
             assert kept.num_rows == 10  # the recent points stay
         assert store.disk_usage().sealed_files < files_before
+
+
+def test_the_store_takes_its_memory_limit_from_the_settings(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", store_memory_limit_bytes=96 * 1024 * 1024)
+    initialise(settings, ADMIN_PASSWORD)
+    with open_store(settings) as store:
+        (limit,) = store._read(
+            lambda db: db.execute("SELECT current_setting('memory_limit')").fetchone()
+        ) or ("",)
+    assert limit == "96.0 MiB"

@@ -118,6 +118,9 @@ class IngestOptions:
     # than its size (the latest-value upsert of 10,000 series in one go costs 3.5 µs a
     # point, of 50,000 2.3 µs), so catching up goes faster the more it takes at once.
     max_batch: int = 5000
+    # and at most this many bytes of messages (a larger message comes alone): what one batch
+    # holds in memory stays bounded however many points a message carries
+    max_bytes: int = 8 * 1024**2
     fetch_seconds: float = 1.0  # how long a fetch waits for a full batch
     # After a fetch that brought less than a full batch: wait this long before the next, so
     # a trickle is stored in few appends (an append costs about as much for 10 messages as
@@ -332,7 +335,9 @@ class Ingest:
             while not stop.is_set():
                 asked = time.monotonic()
                 try:
-                    batch = await subscription.fetch(size, expires=self.options.fetch_seconds)
+                    batch = await subscription.fetch(
+                        size, expires=self.options.fetch_seconds, max_bytes=self.options.max_bytes
+                    )
                 except NoRespondersError:  # the consumer went (deleted by hand?): made again
                     _log.warning("ingest.consumer_missing", resume=expected)
                     if committing is not None and not await committing:

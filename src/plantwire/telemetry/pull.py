@@ -22,6 +22,8 @@ __all__ = ["PullBatches", "pending_after"]
 _STATUS = "Status"
 _HEARTBEAT = "100"  # idle heartbeat or flow control: not the end of a request
 _NO_RESPONDERS = "503"  # no consumer (deleted meanwhile, or JetStream not there)
+_CONFLICT = "409"  # the request ended early: "Message Size Exceeds MaxBytes", and others
+_DESCRIPTION = "Description"
 
 
 class PullBatches:
@@ -38,6 +40,7 @@ class PullBatches:
         self._wanted = 0
         self._ended = asyncio.Event()
         self._no_consumer = False
+        self._too_big = False  # the next message alone is larger than the request's max_bytes
 
     async def start(self) -> None:
         self._subscription = await self._client.subscribe(self._inbox, cb=self._take)
@@ -55,31 +58,40 @@ class PullBatches:
             if status == _HEARTBEAT:
                 return
             self._no_consumer = status == _NO_RESPONDERS
+            self._too_big = status == _CONFLICT and "MaxBytes" in headers.get(_DESCRIPTION, "")
             self._ended.set()
             return
         self._got.append(message)
         if len(self._got) >= self._wanted:
             self._ended.set()
 
-    async def fetch(self, batch: int, expires: float) -> list[Msg]:
-        """Up to ``batch`` messages: as many as the server delivers before the request
-        expires, ``expires`` seconds on (none when there were none), in delivery order.
-        Raises `NoRespondersError` when the consumer does not exist."""
+    async def fetch(self, batch: int, expires: float, max_bytes: int | None = None) -> list[Msg]:
+        """Up to ``batch`` messages, and up to ``max_bytes`` of them (whole messages; a
+        larger one comes alone): as many as the server delivers before the request expires,
+        ``expires`` seconds on (none when there were none), in delivery order. Raises
+        `NoRespondersError` when the consumer does not exist."""
         if len(self._got) < batch:
-            self._wanted = batch
-            self._ended.clear()
-            self._no_consumer = False
-            request = {"batch": batch - len(self._got), "expires": int(expires * 1e9)}
-            await self._client.publish(
-                self._request_subject, json.dumps(request).encode(), reply=self._inbox
-            )
-            # The server ends the request at ``expires``; the margin covers the way back.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ended.wait(), expires + 1.0)
-            if self._no_consumer:
-                raise NoRespondersError
+            await self._request(batch - len(self._got), expires, max_bytes)
+            if self._too_big and not self._got:
+                await self._request(1, expires, None)
         taken, self._got = self._got[:batch], self._got[batch:]
         return taken
+
+    async def _request(self, batch: int, expires: float, max_bytes: int | None) -> None:
+        self._wanted = len(self._got) + batch
+        self._ended.clear()
+        self._no_consumer = self._too_big = False
+        request = {"batch": batch, "expires": int(expires * 1e9)}
+        if max_bytes:
+            request["max_bytes"] = max_bytes
+        await self._client.publish(
+            self._request_subject, json.dumps(request).encode(), reply=self._inbox
+        )
+        # The server ends the request at ``expires``; the margin covers the way back.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), expires + 1.0)
+        if self._no_consumer:
+            raise NoRespondersError
 
 
 def pending_after(message: Msg) -> int:

@@ -211,6 +211,14 @@ def appends(metrics: IngestMetrics) -> int:
     return int(next(s.value for s in family.samples if s.name.endswith("_count")))
 
 
+async def with_streams(ingest: Ingest) -> Ingest:
+    """``ingest`` with its streams made, so that what is published before it runs waits."""
+    client = await ingest.connect()
+    await ingest.ensure_streams(client.jetstream())
+    await client.close()
+    return ingest
+
+
 async def test_a_backlog_is_fetched_in_larger_batches(
     accounts: BundledBroker, store: DuckDBStore
 ) -> None:
@@ -218,10 +226,7 @@ async def test_a_backlog_is_fetched_in_larger_batches(
     first fetch says 250 wait, so the second takes them all (four appends without it)."""
     metrics = IngestMetrics(CollectorRegistry())
     options = IngestOptions(batch=100, max_batch=300, fetch_seconds=0.5, retry_seconds=(0.1,))
-    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, options)
-    client = await ingest.connect()
-    await ingest.ensure_streams(client.jetstream())
-    await client.close()
+    ingest = await with_streams(Ingest(accounts.endpoint, store, DIRECTORY, metrics, options))
     publish(accounts, TENANT_A, PRESS, *(b'{"t": %d}' % n for n in range(350)))
     async with running(ingest):
         await eventually(lambda: value(metrics, "messages") >= 350, "ingest of the backlog")
@@ -236,10 +241,7 @@ async def test_a_fetch_takes_at_most_max_bytes_and_a_larger_message_alone(
     message larger than the bound still comes, alone."""
     metrics = IngestMetrics(CollectorRegistry())
     options = IngestOptions(batch=100, max_bytes=1500, fetch_seconds=0.5, retry_seconds=(0.1,))
-    ingest = Ingest(accounts.endpoint, store, DIRECTORY, metrics, options)
-    client = await ingest.connect()
-    await ingest.ensure_streams(client.jetstream())
-    await client.close()
+    ingest = await with_streams(Ingest(accounts.endpoint, store, DIRECTORY, metrics, options))
     large = json.dumps({"t": 0.5, **{f"pad{n}": float(n) for n in range(200)}}).encode()
     assert len(large) > 1500
     publish(accounts, TENANT_A, PRESS, *(b'{"t": %d}' % n for n in range(40)), large)

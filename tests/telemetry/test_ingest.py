@@ -31,6 +31,7 @@ from plantwire.telemetry.ingest import (
     IngestOptions,
     parse_telemetry_subject,
 )
+from plantwire.telemetry.sparkplug_intake import DirectoryError
 from plantwire.telemetry.store import DuckDBStore, PointBatch, StoreError
 from tests.telemetry.conftest import TENANT_A, TENANT_B, mqtt_device, tenant
 
@@ -253,6 +254,40 @@ async def test_a_fetch_takes_at_most_max_bytes_and_a_larger_message_alone(
     # their subject and headers) do not fit in 1,500 bytes at once, nor with the large one
 
 
+class Unreachable(Directory):
+    """The registry failing its first ``failures`` lookups."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(DIRECTORY.devices)
+        self.failures = failures
+
+    def declared(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], Mapping[str, str] | None]:
+        if self.failures:
+            self.failures -= 1
+            raise DirectoryError("the registry's database is down")
+        return super().declared(keys)
+
+
+async def test_a_registry_that_cannot_be_read_holds_ingest_up_without_loss(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """A lookup failing is not a bad message: nothing is acked or lettered, ingest waits and
+    takes the batch again (it once ended the ingest task, and with it the platform's)."""
+    metrics = IngestMetrics(CollectorRegistry())
+    directory = Unreachable(failures=3)
+    ingest = await with_streams(Ingest(accounts.endpoint, store, directory, metrics, FAST))
+    publish(accounts, TENANT_A, PRESS, *(b'{"t": %d}' % n for n in range(5)))
+    async with running(ingest):
+        await eventually(lambda: value(metrics, "messages") >= 5, "ingest after the outage")
+        assert not ingest.stopped.is_set()
+    assert directory.failures == 0
+    assert stored(store, TENANT_A, PRESS, "t") == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert store.checkpoint(CHECKPOINT) == 5
+    assert await dead_letters(accounts) == []
+
+
 async def test_a_consumer_deleted_under_ingest_is_made_again(
     accounts: BundledBroker, store: DuckDBStore
 ) -> None:
@@ -276,6 +311,8 @@ async def dead_letters(broker: BundledBroker) -> list[tuple[str, dict[str, str],
     try:
         js = client.jetstream()
         info = await js.stream_info(DEAD_LETTER_STREAM)
+        if not info.state.messages:
+            return []
         found = []
         for sequence in range(info.state.first_seq, info.state.last_seq + 1):
             message = await js.get_msg(DEAD_LETTER_STREAM, sequence)

@@ -13,6 +13,7 @@ from itertools import groupby
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from plantwire.security.tables import Tenant, name_key
@@ -28,6 +29,7 @@ from plantwire.telemetry.schemas import (
     sparkplug_node_ids,
 )
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic
+from plantwire.telemetry.sparkplug_intake import DirectoryError
 from plantwire.telemetry.tables import Device, DeviceMetric
 
 __all__ = [
@@ -197,11 +199,14 @@ class RegistryDevices:
                 .where(Device.id.in_({device_id for _, device_id in missing}))
             )
             devices: dict[tuple[str, str], dict[str, str]] = {}
-            with self._sessions() as session:
-                for tenant_id, device_id, metric, data_type in session.execute(query):
-                    types = devices.setdefault((tenant_id, device_id), {})
-                    if metric is not None:  # None: a device that declares no metric
-                        types[metric] = data_type
+            try:
+                with self._sessions() as session:
+                    for tenant_id, device_id, metric, data_type in session.execute(query):
+                        types = devices.setdefault((tenant_id, device_id), {})
+                        if metric is not None:  # None: a device that declares no metric
+                            types[metric] = data_type
+            except SQLAlchemyError as error:  # ingest waits and tries the batch again
+                raise DirectoryError(f"looking up {len(missing)} devices: {error}") from error
             for key in missing:
                 found[key] = devices.get(key)
                 self._kept[key] = (now + self._ttl, found[key])

@@ -47,7 +47,11 @@ from plantwire.telemetry.broker import BrokerEndpoint
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.payloads import PayloadError, decode_samples
 from plantwire.telemetry.pull import PullBatches, pending_after
-from plantwire.telemetry.sparkplug_intake import SPARKPLUG_SUBJECTS, SparkplugIntake
+from plantwire.telemetry.sparkplug_intake import (
+    SPARKPLUG_SUBJECTS,
+    DirectoryError,
+    SparkplugIntake,
+)
 from plantwire.telemetry.store import (
     PointBatch,
     StaleCheckpointError,
@@ -104,7 +108,8 @@ def dead_letter_subject(tenant_id: str, device_id: str) -> str:
 
 class DeviceDirectory(Protocol):
     """What ingest needs to know of devices: for each (tenant, device) of a batch, the
-    declared data types of its metrics, or None for a device that does not exist."""
+    declared data types of its metrics, or None for a device that does not exist;
+    `DirectoryError` when the registry cannot say (ingest waits and tries again)."""
 
     def declared(
         self, keys: Iterable[tuple[str, str]]
@@ -297,17 +302,25 @@ class Ingest:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until ``stop`` is set. A broker that cannot be reached (or is lost for
-        good) is tried again with backoff, logged, never fatal to the platform."""
+        good), or a registry that cannot be read, is tried again with backoff, logged, never
+        fatal to the platform."""
         attempt = 0
         try:
             while not stop.is_set():
                 try:
                     await self._run(stop)
                     attempt = 0
-                except (NatsError, OSError) as error:
+                except (NatsError, OSError, DirectoryError) as error:
+                    # the batch in hand was not acked: it comes again from the checkpoint,
+                    # and the Sparkplug host starts again from the state committed with it
                     delays = self.options.retry_seconds
                     delay = delays[min(attempt, len(delays) - 1)]
-                    _log.warning("ingest.broker_unreachable", error=str(error), retry_in=delay)
+                    event = (
+                        "ingest.registry_unreachable"
+                        if isinstance(error, DirectoryError)
+                        else "ingest.broker_unreachable"
+                    )
+                    _log.warning(event, error=str(error), retry_in=delay)
                     attempt += 1
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), delay)

@@ -101,7 +101,10 @@ class RegistrySparkplug:
             return kept[1]
         if len(self._kept) > _KEPT:
             self._kept.clear()
-        found = find()
+        try:
+            found = find()
+        except SQLAlchemyError as error:  # ingest waits and tries the batch again
+            raise DirectoryError(f"looking up {name!r}: {error}") from error
         self._kept[(tenant, name)] = (now + self._ttl, found)
         return found
 

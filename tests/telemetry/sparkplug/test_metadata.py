@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from plantwire.db import make_engine, make_sessionmaker
 from plantwire.telemetry.accounts import Device, TenantAccount, device_username
 from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.devices import RegistryDevices
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
 from plantwire.telemetry.schemas import MAX_METRICS
 from plantwire.telemetry.sparkplug.codec import encode_payload
@@ -262,6 +263,14 @@ def test_the_registry_says_it_failed_as_a_directory_error(tmp_path: Path) -> Non
         births = {("t", "d"): [MetricDescription("Temp", T.Float)]}
         with pytest.raises(DirectoryError, match="no such table"):
             registry.describe(births)
+        # the lookups ingest makes for every batch say so too: ingest then waits, and takes
+        # the batch again, instead of ending
+        with pytest.raises(DirectoryError, match="no such table"):
+            registry.node("t", "Plant1", "Edge1")
+        with pytest.raises(DirectoryError, match="no such table"):
+            registry.device("t", "node-id", "Plant1/Edge1/Dev1")
+        with pytest.raises(DirectoryError, match="no such table"):
+            RegistryDevices(make_sessionmaker(engine)).declared([("t", "d")])
     finally:
         engine.dispose()
 

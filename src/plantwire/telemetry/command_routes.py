@@ -36,9 +36,10 @@ from plantwire.security.tables import utcnow
 from plantwire.telemetry.accounts import command_subject
 from plantwire.telemetry.commands import command_message, status_of
 from plantwire.telemetry.payloads import PayloadError, typed_value
+from plantwire.telemetry.query import json_value
 from plantwire.telemetry.routes import reachable_device
 from plantwire.telemetry.schemas import MetricName
-from plantwire.telemetry.sparkplug.commands import CommandPayload, command_payload
+from plantwire.telemetry.sparkplug.commands import CommandPayload, CommandValue, command_payload
 from plantwire.telemetry.sparkplug_commands import SPARKPLUG_KINDS, NotBorn, sparkplug_target
 from plantwire.telemetry.tables import Device, DeviceCommand
 
@@ -53,7 +54,10 @@ class CommandIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: MetricName
-    value: bool | int | float | str = Field(description="Of the metric's declared type.")
+    value: CommandValue = Field(
+        description="Of the metric's declared type. A Sparkplug metric also takes a DateTime "
+        "(epoch ms or ISO 8601 with a zone), Bytes or File (base64) or an array (a list)."
+    )
 
 
 class CommandOut(BaseModel):
@@ -214,7 +218,7 @@ async def send_command(
     sparkplug: tuple[str, CommandPayload] | None = None
     if checked.kind in SPARKPLUG_KINDS:
         sparkplug = await anyio.to_thread.run_sync(_sparkplug, platform, checked, body)
-        value = sparkplug[1].value
+        value = json_value(sparkplug[1].value)  # recorded as JSON (times ISO, bytes base64)
     command = await anyio.to_thread.run_sync(
         _record, platform, principal, request, device_id, body, value
     )
@@ -224,7 +228,9 @@ async def send_command(
         subject = command_subject(checked.tenant_id, device_id)
         message = command_message(command.id, command.metric, command.value, command.sent_at)
     key = (checked.tenant_id, device_id, command.metric)
-    watch.expect(key, command.id, command.value, command.deadline)
+    # the read-back is compared in the store's form (a datetime, bytes), not the record's
+    expected = command.value if sparkplug is None else sparkplug[1].value
+    watch.expect(key, command.id, expected, command.deadline)
     confirmed = watch.waiter(command.id)
     try:
         try:

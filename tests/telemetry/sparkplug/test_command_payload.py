@@ -4,6 +4,9 @@ hold are refused with the codec's reasons, never sent."""
 
 from __future__ import annotations
 
+import base64
+import struct
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -11,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plantwire.telemetry.payloads import PayloadError
+from plantwire.telemetry.query import iso
+from plantwire.telemetry.sparkplug.arrays import to_datetime
 from plantwire.telemetry.sparkplug.codec import decode_payload
 from plantwire.telemetry.sparkplug.commands import COMMAND_TYPES, command_payload
 from plantwire.telemetry.sparkplug.host import Certificate
@@ -38,7 +43,42 @@ def values(datatype: DataType) -> st.SearchStrategy[Any]:
         return st.floats(allow_nan=False, allow_infinity=False)
     if datatype is T.Boolean:
         return st.booleans()
+    if datatype is T.DateTime:
+        return MOMENTS.map(lambda ms: ms) | MOMENTS.map(lambda ms: iso(to_datetime(ms)))
+    if datatype in (T.Bytes, T.File):
+        return st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode())
+    if datatype in ITEMS:
+        return st.lists(values(ITEMS[datatype]), max_size=6)
     return st.text(st.characters(exclude_categories=["Cs"]))  # UTF-8: no lone surrogates
+
+
+MOMENTS = st.integers(0, 253_402_300_799_999)  # the DateTime range: 1970 to the year 9999
+ITEMS = {
+    T.Int8Array: T.Int8,
+    T.Int16Array: T.Int16,
+    T.Int32Array: T.Int32,
+    T.Int64Array: T.Int64,
+    T.UInt8Array: T.UInt8,
+    T.UInt16Array: T.UInt16,
+    T.UInt32Array: T.UInt32,
+    T.UInt64Array: T.UInt64,
+    T.FloatArray: T.Float,
+    T.DoubleArray: T.Double,
+    T.BooleanArray: T.Boolean,
+    T.StringArray: T.String,
+    T.DateTimeArray: T.DateTime,
+}
+
+
+def native(datatype: DataType, value: Any) -> Any:
+    """What the node reads: times as datetimes, bytes as bytes, items likewise."""
+    if datatype in (T.DateTime, T.DateTimeArray) and isinstance(value, list):
+        return [native(T.DateTime, item) for item in value]
+    if datatype is T.DateTime:
+        return to_datetime(value) if isinstance(value, int) else datetime.fromisoformat(value)
+    if datatype in (T.Bytes, T.File):
+        return base64.b64decode(value)
+    return value
 
 
 @given(st.sampled_from(sorted(COMMAND_TYPES)).flatmap(lambda t: st.tuples(st.just(t), values(t))))
@@ -49,8 +89,21 @@ def test_the_node_reads_the_value_and_the_read_back_matches(case: tuple[DataType
     assert payload.seq is None
     (metric,) = payload.metrics
     assert (metric.name, metric.alias, metric.datatype) == (None, int(datatype), datatype)
-    assert metric.value == value
+    if datatype in (T.FloatArray,):  # the items as 32 bits carry them
+        assert metric.value == [float32(item) for item in value]
+    else:
+        assert metric.value == native(datatype, value)
     assert store_value(metric) == command.value
+
+
+def test_the_commands_cover_every_type_but_dataset_and_template() -> None:
+    metric_types = {t for t in T if t not in (T.Unknown, T.PropertySet, T.PropertySetList)}
+    assert metric_types - COMMAND_TYPES == {T.DataSet, T.Template}
+
+
+def float32(value: float) -> float:
+    result: float = struct.unpack("<f", struct.pack("<f", value))[0]
+    return result
 
 
 @pytest.mark.parametrize(
@@ -65,8 +118,17 @@ def test_the_node_reads_the_value_and_the_read_back_matches(case: tuple[DataType
         ("Double", float("nan"), "value"),
         ("Boolean", 1, "value"),
         ("String", 5, "value"),
-        ("Int32Array", 1, "datatype"),
-        ("DateTime", 1, "datatype"),
+        ("Int32Array", 1, "value"),
+        ("Int8Array", [300], "value"),
+        ("Int32", [1], "value"),
+        ("DateTime", -1, "value"),
+        ("DateTime", "yesterday", "value"),
+        ("DateTime", "2026-11-30T10:00:00", "value"),  # no zone
+        ("DateTime", 1.5, "value"),
+        ("Bytes", "not base64!", "value"),
+        ("File", b"raw".hex() + "=", "value"),
+        ("DataSet", [], "datatype"),
+        ("Template", 1, "datatype"),
         ("Missing", 1, "alias"),
     ],
 )

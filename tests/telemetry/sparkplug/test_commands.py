@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pysparkplug as psp
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from plantwire.security.tables import AuditEntry
 from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
-from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
+from plantwire.telemetry.sparkplug.model import DataSet, DataType, Metric, Payload
 from tests.conftest import Seed
 from tests.security.helpers import assert_problem, platform_of
 from tests.telemetry.conftest import MqttDevice, mqtt_device
@@ -33,9 +34,13 @@ NODE_METRICS = [
     Metric(name="Limit", alias=3, datatype=T.Int8, value=0),
     Metric(name="Curve", alias=4, datatype=T.Int32Array, value=[1, 2]),
     Metric(name="Temp", alias=5, datatype=T.Float, value=20.0),
+    Metric(name="Stamp", alias=6, datatype=T.DateTime, value=datetime(2026, 1, 1, tzinfo=UTC)),
+    Metric(name="Blob", alias=7, datatype=T.Bytes, value=b""),
+    Metric(name="Table", alias=8, datatype=T.DataSet, value=DataSet(["a"], [T.Int32], [[1]])),
 ]
 DEVICE_METRICS = [Metric(name="Speed", alias=10, datatype=T.Double, value=100.0)]
-WRITABLE = ["Setpoint", "Mode", "Limit", "Curve", "Ghost"]  # Ghost: not in the birth
+# Ghost: not in the birth
+WRITABLE = ["Setpoint", "Mode", "Limit", "Curve", "Stamp", "Blob", "Table", "Ghost"]
 
 
 def declare(client: TestClient, headers: dict[str, str], device: str, names: list[str]) -> None:
@@ -198,6 +203,60 @@ async def test_ncmd_and_dcmd_are_typed_by_the_birth_and_confirmed_by_read_back(
     assert audited.count("device.command") == 3
 
 
+async def test_commands_write_times_bytes_and_arrays(
+    with_broker: tuple[TestClient, Seed, BundledBroker],
+) -> None:
+    """A DateTime as ISO 8601 or epoch ms, Bytes as base64, an array as a list: the node reads
+    a datetime, bytes and a list, and the read-back confirms each (compared in the store's
+    form); the command shows the value as the API shows stored values."""
+    client, seed, broker = with_broker
+    operator = seed.tenants["a"].headers["operator"]
+    node, credentials = await born_node(client, seed, broker)
+    commands = f"{DEVICES}/{node['id']}/commands?wait=10"
+    writes: list[tuple[dict[str, Any], Any, Any]] = [
+        (  # (the command, what the node reads, what the API shows)
+            {"metric": "Stamp", "value": "2026-11-30T11:00:00.123+01:00"},
+            datetime(2026, 11, 30, 10, 0, 0, 123000, tzinfo=UTC),
+            "2026-11-30T10:00:00.123000Z",
+        ),
+        (
+            {"metric": "Stamp", "value": 1_764_500_000_000},
+            datetime.fromtimestamp(1_764_500_000, UTC),
+            "2025-11-30T10:53:20.000000Z",
+        ),
+        ({"metric": "Blob", "value": "AAEC/w=="}, b"\x00\x01\x02\xff", "AAEC/w=="),
+        ({"metric": "Curve", "value": [3, -4, 5]}, [3, -4, 5], [3, -4, 5]),
+    ]
+    with mqtt_device(broker, credentials["username"], credentials["password"]) as mqtt:
+        assert mqtt.subscribe(NCMD) == "Granted QoS 1"
+        edge = EdgeNode(mqtt)
+        edge.born()
+        platform = platform_of(client)
+        key = f"sparkplug/{seed.tenants['a'].id}/{G}/Edge1"
+        await eventually(lambda: bool(platform.store and platform.store.states(key)), "NBIRTH")
+        stop = threading.Event()
+        firmware = edge.echo(stop)
+        try:
+            sent = [client.post(commands, json=body, headers=operator) for body, _, _ in writes]
+        finally:
+            stop.set()
+            firmware.join()
+        for answer, (_, _, shown) in zip(sent, writes, strict=True):
+            assert answer.status_code == 202, answer.text
+            assert (answer.json()["status"], answer.json()["value"]) == ("confirmed", shown)
+        read = [decode_payload(data).metrics[0] for _, data in edge.commands()]
+        assert [metric.value for metric in read] == [node_reads for _, node_reads, _ in writes]
+        assert [metric.datatype for metric in read] == [
+            T.DateTime,
+            T.DateTime,
+            T.Bytes,
+            T.Int32Array,
+        ]
+        (theirs,) = psp.NCmd.decode(edge.commands()[3][1]).metrics
+        assert (theirs.alias, theirs.datatype) == (4, psp.DataType.INT32_ARRAY)
+        assert theirs.value in ((3, -4, 5), [3, -4, 5])  # pysparkplug reads an array
+
+
 async def test_sparkplug_commands_are_refused_rightly(
     with_broker: tuple[TestClient, Seed, BundledBroker],
 ) -> None:
@@ -239,7 +298,11 @@ async def test_sparkplug_commands_are_refused_rightly(
             ({"metric": "Limit", "value": 300}, "out of the Int8 range"),
             ({"metric": "Limit", "value": 1.0}, "cannot be float"),
             ({"metric": "Mode", "value": 3}, "not a string"),
-            ({"metric": "Curve", "value": 1}, "not a scalar"),
+            ({"metric": "Curve", "value": 1}, "is a list"),
+            ({"metric": "Curve", "value": [1, "two"]}, "cannot hold"),
+            ({"metric": "Stamp", "value": "2026-11-30T10:00:00"}, "has no zone"),
+            ({"metric": "Blob", "value": "not base64!"}, "not base64"),
+            ({"metric": "Table", "value": []}, "which commands do not write"),
         ]
         for body, detail in bad:
             problem = assert_problem(client.post(commands, json=body, headers=operator), 422)

@@ -8,35 +8,48 @@ sent too, although the specification says it SHOULD NOT be in commands: the issu
 decoder does, without ``birth=``) needs it to read the value. There is no ``seq``
 (commands are the host's, not part of the node's sequence).
 
-Only scalar metrics take commands here: the integer types, Float, Double, Boolean, String,
-Text and UUID. The value must be of the birth's type exactly as the codec encodes it (an
+Commands write the scalar types (the integer types, Float, Double, Boolean, String, Text,
+UUID), DateTime, Bytes, File and the array types; DataSet and Template are refused. A value
+comes as JSON gives it and must be of the birth's type exactly as the codec encodes it: an
 integer for an integer type, in its range; a number for Float and Double; a boolean; a
-string); `CommandPayload.value` is then what the store will hold when the node reports that
-value back (a Float rounded to 32 bits, an integer written to a Double as a float), so the
-read-back can be compared exactly."""
+string; a DateTime as epoch milliseconds or ISO 8601 with a zone; Bytes and File as base64;
+an array as a list of its items' values (DateTimeArray items as DateTime).
+`CommandPayload.value` is then what the store will hold when the node reports that value
+back (a Float rounded to 32 bits, an integer written to a Double as a float, a DateTime to
+the millisecond), so the read-back can be compared exactly."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from plantwire.telemetry.payloads import PayloadError
+from plantwire.telemetry.sparkplug.arrays import from_datetime, to_datetime
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
 from plantwire.telemetry.sparkplug.host import Certificate
-from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
+from plantwire.telemetry.sparkplug.model import ARRAY_TYPES, DataType, Metric, MetricValue, Payload
 from plantwire.telemetry.sparkplug.points import store_value
 from plantwire.telemetry.store.model import Value
 
-__all__ = ["COMMAND_TYPES", "CommandPayload", "command_payload"]
+__all__ = ["COMMAND_TYPES", "CommandPayload", "CommandValue", "command_payload"]
 
 T = DataType
+_BLOBS = frozenset({T.Bytes, T.File})
 #: The data types a command may write.
 COMMAND_TYPES = frozenset(
     {
         *(T.Int8, T.Int16, T.Int32, T.Int64, T.UInt8, T.UInt16, T.UInt32, T.UInt64),
-        *(T.Float, T.Double, T.Boolean, T.String, T.Text, T.UUID),
+        *(T.Float, T.Double, T.Boolean, T.String, T.Text, T.UUID, T.DateTime),
+        *_BLOBS,
+        *ARRAY_TYPES,
     }
 )
+#: What a command's value may be, as JSON gives it.
+CommandValue = bool | int | float | str | list[bool | int | float | str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +63,7 @@ class CommandPayload:
 
 
 def command_payload(
-    certificate: Certificate, metric: str, value: bool | int | float | str, timestamp_ms: int
+    certificate: Certificate, metric: str, value: CommandValue, timestamp_ms: int
 ) -> CommandPayload:
     """The payload that writes ``value`` to ``metric`` of the node or device whose birth
     ``certificate`` is. PayloadError: ``alias`` (the birth has no such metric), ``datatype``
@@ -59,7 +72,9 @@ def command_payload(
     if datatype is None:
         raise PayloadError("alias", f"the birth certificate has no metric {metric!r}")
     if datatype not in COMMAND_TYPES:
-        raise PayloadError("datatype", f"metric {metric!r} is a {datatype.name}, not a scalar")
+        raise PayloadError(
+            "datatype", f"metric {metric!r} is a {datatype.name}, which commands do not write"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise PayloadError("value", "not a finite number")
     alias = next((a for a, name in certificate.names.items() if name == metric), None)
@@ -68,10 +83,50 @@ def command_payload(
         alias=alias,
         timestamp=timestamp_ms,
         datatype=datatype,
-        value=value,  # the codec checks it against the type
+        value=_native(datatype, value),  # the codec checks it against the type
     )
     data = encode_payload(Payload(timestamp=timestamp_ms, metrics=[written]))
     (sent,) = decode_payload(data).metrics  # the value exactly as the node reads it
     stored = store_value(sent)
     assert stored is not None  # a value was given
     return CommandPayload(data, datatype, stored)
+
+
+def _native(datatype: DataType, value: CommandValue) -> MetricValue:
+    """A value as JSON gives it, in the form the codec takes for ``datatype``."""
+    if datatype is T.DateTime:
+        return _moment(value)
+    if datatype in _BLOBS:
+        if type(value) is not str:
+            raise PayloadError("value", f"a {datatype.name} value is sent as base64 text")
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise PayloadError("value", "not base64 text") from None
+    if datatype in ARRAY_TYPES:
+        if not isinstance(value, list):
+            raise PayloadError("value", f"a {datatype.name} value is a list")
+        if datatype is T.DateTimeArray:
+            return [_moment(item) for item in value]
+        items: Any = list(value)  # the codec checks each item against the type
+        if datatype in (T.FloatArray, T.DoubleArray):  # JSON writes 2.0 as 2
+            items = [float(item) if type(item) is int else item for item in items]
+        return items  # type: ignore[no-any-return]
+    if isinstance(value, list):
+        raise PayloadError("value", f"a {datatype.name} value is not a list")
+    return value
+
+
+def _moment(value: object) -> datetime:
+    """A DateTime from epoch milliseconds or ISO 8601 text with a zone."""
+    if type(value) is int:
+        return to_datetime(value)
+    if type(value) is str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise PayloadError("value", f"{value[:40]!r} is not an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise PayloadError("value", f"{value[:40]!r} has no zone (Z or ±hh:mm)")
+        return to_datetime(from_datetime(moment))
+    raise PayloadError("value", "a DateTime is epoch milliseconds or ISO 8601 text")

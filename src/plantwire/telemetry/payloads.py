@@ -31,6 +31,7 @@ __all__ = [
     "decode_json",
     "decode_samples",
     "typed_value",
+    "zoned_time",
 ]
 
 Value = float | int | bool | str
@@ -228,6 +229,18 @@ def typed_value(metric: str, value: Any, declared: str | None) -> Value:
     return result
 
 
+def zoned_time(text: str, reason: str, what: str) -> datetime:
+    """ISO 8601 text with a zone as an aware datetime; else PayloadError (``reason``) that
+    names the text as ``what``."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError(reason, f"{what} {text[:40]!r} is not ISO 8601") from None
+    if moment.tzinfo is None:
+        raise PayloadError(reason, f"{what} {text[:40]!r} has no time zone")
+    return moment
+
+
 def _timestamp(raw: Any, latest: int) -> int:
     if isinstance(raw, bool):
         raise PayloadError("timestamp", '"ts" is epoch milliseconds or ISO 8601, not a boolean')
@@ -236,13 +249,7 @@ def _timestamp(raw: Any, latest: int) -> int:
             raise PayloadError("timestamp", '"ts" is not a finite number')
         ms = int(raw)
     elif isinstance(raw, str):
-        try:
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise PayloadError("timestamp", f'"ts" {raw[:40]!r} is not ISO 8601') from None
-        if moment.tzinfo is None:
-            raise PayloadError("timestamp", f'"ts" {raw[:40]!r} has no time zone')
-        ms = (moment - _EPOCH) // _MILLISECOND
+        ms = (zoned_time(raw, "timestamp", '"ts"') - _EPOCH) // _MILLISECOND
     else:
         raise PayloadError("timestamp", '"ts" is epoch milliseconds or ISO 8601')
     if ms < 0:

@@ -35,7 +35,7 @@ _RANGES = {
     T.UInt32: (0, 2**32 - 1),
     T.UInt64: (0, 2**64 - 1),
 }
-_ARRAY_ITEMS = {
+ARRAY_ITEMS = {
     T.Int8Array: T.Int8,
     T.Int16Array: T.Int16,
     T.Int32Array: T.Int32,
@@ -77,7 +77,7 @@ def scalar_or_array(datatype: DataType) -> st.SearchStrategy[Any]:
     """Valid metric values of every type but DataSet and Template."""
     if datatype in (T.Bytes, T.File):
         return st.binary(max_size=16)
-    item = _ARRAY_ITEMS.get(datatype)
+    item = ARRAY_ITEMS.get(datatype)
     if item is not None:
         return st.lists(basic(item, nul=False), max_size=10)
     return basic(datatype)

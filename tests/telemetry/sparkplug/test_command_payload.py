@@ -21,6 +21,7 @@ from plantwire.telemetry.sparkplug.commands import COMMAND_TYPES, command_payloa
 from plantwire.telemetry.sparkplug.host import Certificate
 from plantwire.telemetry.sparkplug.model import DataType, Metric
 from plantwire.telemetry.sparkplug.points import store_value
+from tests.telemetry.sparkplug.strategies import ARRAY_ITEMS as ITEMS
 
 T = DataType
 BITS = {T.Int8: 8, T.Int16: 16, T.Int32: 32, T.Int64: 64}
@@ -53,21 +54,6 @@ def values(datatype: DataType) -> st.SearchStrategy[Any]:
 
 
 MOMENTS = st.integers(0, 253_402_300_799_999)  # the DateTime range: 1970 to the year 9999
-ITEMS = {
-    T.Int8Array: T.Int8,
-    T.Int16Array: T.Int16,
-    T.Int32Array: T.Int32,
-    T.Int64Array: T.Int64,
-    T.UInt8Array: T.UInt8,
-    T.UInt16Array: T.UInt16,
-    T.UInt32Array: T.UInt32,
-    T.UInt64Array: T.UInt64,
-    T.FloatArray: T.Float,
-    T.DoubleArray: T.Double,
-    T.BooleanArray: T.Boolean,
-    T.StringArray: T.String,
-    T.DateTimeArray: T.DateTime,
-}
 
 
 def native(datatype: DataType, value: Any) -> Any:

@@ -300,7 +300,7 @@ async def test_sparkplug_commands_are_refused_rightly(
             ({"metric": "Mode", "value": 3}, "not a string"),
             ({"metric": "Curve", "value": 1}, "is a list"),
             ({"metric": "Curve", "value": [1, "two"]}, "cannot hold"),
-            ({"metric": "Stamp", "value": "2026-11-30T10:00:00"}, "has no zone"),
+            ({"metric": "Stamp", "value": "2026-11-30T10:00:00"}, "has no time zone"),
             ({"metric": "Blob", "value": "not base64!"}, "not base64"),
             ({"metric": "Table", "value": []}, "which commands do not write"),
         ]

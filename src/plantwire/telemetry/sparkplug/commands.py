@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from plantwire.telemetry.payloads import PayloadError
+from plantwire.telemetry.payloads import PayloadError, zoned_time
 from plantwire.telemetry.sparkplug.arrays import from_datetime, to_datetime
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
 from plantwire.telemetry.sparkplug.host import Certificate
@@ -122,11 +122,5 @@ def _moment(value: object) -> datetime:
     if type(value) is int:
         return to_datetime(value)
     if type(value) is str:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise PayloadError("value", f"{value[:40]!r} is not an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            raise PayloadError("value", f"{value[:40]!r} has no zone (Z or ±hh:mm)")
-        return to_datetime(from_datetime(moment))
+        return to_datetime(from_datetime(zoned_time(value, "value", "the time")))
     raise PayloadError("value", "a DateTime is epoch milliseconds or ISO 8601 text")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from plantwire.telemetry.sparkplug.codec import encode_payload
 from plantwire.telemetry.sparkplug.host import NodeState, SparkplugHost
-from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
+from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload, PropertyValue
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic
 
 T = DataType
+QUALITY_192 = PropertyValue(DataType.Int32, 192)
 NBIRTH = Topic(MessageType.NBIRTH, "G", "E")
 NDATA = Topic(MessageType.NDATA, "G", "E")
 
@@ -67,3 +68,27 @@ def test_status_counts_carry_over_births_and_older_states_still_load() -> None:
     older = b'{"online":true,"bd_seq":0,"seq":3,"birth_ms":1,"metrics":[],"devices":{}}'
     loaded = NodeState.from_bytes(older)
     assert (loaded.rebirths, loaded.seq_gaps, loaded.death_ms) == (0, 0, None)
+
+
+def test_times_the_store_cannot_hold_are_refused_not_stored() -> None:
+    """A metric stamped after the year 9999 (Sparkplug timestamps are any uint64) is refused
+    with reason ``timestamp``: stored, it overflowed the store's 64-bit microseconds when the
+    batch was appended, and the append failed on every retry — ingest stuck on one message."""
+    host = SparkplugHost()
+    born = host.apply("t", NBIRTH, payload(0, Metric("a", 1, None, T.Double, 1.0)), 0, 0.0)
+    assert born.born == ""  # the node itself
+    for seq, late in enumerate((253_402_300_800_000, 2**63, 2**64 - 1), start=1):
+        # by the quick path (alias and value only) and by the full one (a property)
+        for metric in (
+            Metric(None, 1, late, T.Double, 1.0),
+            Metric(None, 1, late, T.Double, 1.0, properties={"Quality": QUALITY_192}),
+        ):
+            outcome = host.apply("t", NDATA, payload(seq, metric), 0, now=1.0)
+            assert outcome.refused is not None
+            assert outcome.refused.reason == "timestamp"
+            assert (outcome.samples, outcome.grouped) == ([], [])
+    fine = host.apply(
+        "t", NDATA, payload(4, Metric(None, 1, 253_402_300_799_999, T.Double, 2.0)), 0, 1.0
+    )
+    assert fine.refused is None
+    assert [(group.ms, group.values) for group in fine.grouped] == [(253_402_300_799_999, [2.0])]

@@ -84,7 +84,7 @@ def wire_metrics(draw: st.DrawFn) -> pb.Payload.Metric:
     for flag in ("is_null", "is_historical", "is_transient"):
         if draw(st.integers(0, 9)) == 0:
             setattr(metric, flag, True)
-    timestamp = draw(st.none() | st.sampled_from([0, RECEIVED - 5, RECEIVED + 7]))
+    timestamp = draw(st.none() | st.sampled_from([0, RECEIVED - 5, RECEIVED + 7, 2**63]))
     if timestamp is not None:
         metric.timestamp = timestamp
     if draw(st.integers(0, 9)) == 0:

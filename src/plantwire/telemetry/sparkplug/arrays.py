@@ -25,7 +25,9 @@ __all__ = ["from_datetime", "pack_array", "to_datetime", "unpack_array"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
-_MAX_MS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MILLISECOND
+#: The last millisecond of the year 9999: the latest time a DateTime (or a point) may have.
+MAX_MS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MILLISECOND
+_MAX_MS = MAX_MS
 
 #: struct format letter of each fixed-size array type
 _FORMATS = {

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plantwire.telemetry.payloads import PayloadError
+from plantwire.telemetry.sparkplug.arrays import MAX_MS
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
 from plantwire.telemetry.sparkplug.descriptions import MetricDescription, describe
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
@@ -433,6 +434,8 @@ def _samples(
         if value is None:
             continue
         ms = metric.timestamp if metric.timestamp is not None else default_ms
+        if ms > MAX_MS:  # the store keeps microseconds in 64 bits
+            raise PayloadError("timestamp", f"metric {name!r}: {ms} ms is after the year 9999")
         samples.append(Sample(device, name, ms, value, store_quality(metric)))
     return samples
 

@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError
 from plantwire.telemetry.payloads import PayloadError
 from plantwire.telemetry.sparkplug import sparkplug_b_pb2 as pb
 from plantwire.telemetry.sparkplug import sparkplug_columns_pb2 as columns_pb
+from plantwire.telemetry.sparkplug.arrays import MAX_MS
 from plantwire.telemetry.sparkplug.codec import MAX_METRICS
 from plantwire.telemetry.sparkplug.model import DataType
 from plantwire.telemetry.sparkplug.scalars import read_scalar
@@ -113,24 +114,12 @@ def quick_samples(data: bytes, known: Plan, received_ms: int) -> tuple[int, list
     if len(metrics) > MAX_METRICS:
         return None
     default_ms = proto.timestamp if proto.HasField("timestamp") else received_ms
+    if default_ms > MAX_MS:
+        return None  # the full path says which metric it would stamp so
     samples = _column_wise(data, len(metrics), known, default_ms)
     if samples is None:
         samples = _metric_wise(metrics, known, default_ms)
     return None if samples is None else (proto.seq, samples)
-
-
-_VALUE_FIELDS = (
-    "int_value",
-    "long_value",
-    "float_value",
-    "double_value",
-    "boolean_value",
-    "string_value",
-    "bytes_value",
-    "dataset_value",
-    "template_value",
-    "extension_value",
-)
 
 
 _LAYOUTS = 64  # per certificate: a node sends few shapes of message
@@ -169,7 +158,7 @@ def _column_wise(data: bytes, count: int, known: Plan, default_ms: int) -> list[
         return None
     names, field, numbers, floats = layout
     values = getattr(column, field)
-    if len(values) != count or sum(len(getattr(column, f)) for f in _VALUE_FIELDS) != count:
+    if len(values) != count or _values_in(column) != count:
         return None
     declared = column.datatype
     if (
@@ -188,9 +177,26 @@ def _column_wise(data: bytes, count: int, known: Plan, default_ms: int) -> list[
     stamps = column.timestamp[:]
     if not stamps:
         return [Group(default_ms, names, values[:], floats)]
-    if stamps.count(stamps[0]) == count:
+    if stamps.count(stamps[0]) == count and stamps[0] <= MAX_MS:
         return [Group(stamps[0], names, values[:], floats)]
     return None
+
+
+def _values_in(column: Any) -> int:
+    """How many values the metrics carry, in all the value fields (written out: a loop over
+    the field names took five times as long)."""
+    return (
+        len(column.int_value)
+        + len(column.long_value)
+        + len(column.float_value)
+        + len(column.double_value)
+        + len(column.boolean_value)
+        + len(column.string_value)
+        + len(column.bytes_value)
+        + len(column.dataset_value)
+        + len(column.template_value)
+        + len(column.extension_value)
+    )
 
 
 def _layout(key: tuple[int | bytes, ...], lookup: Mapping[Any, Entry]) -> Layout:
@@ -245,6 +251,8 @@ def _metric_wise(metrics: Any, known: Plan, default_ms: int) -> list[Group] | No
         ms = metric.timestamp
         if not ms and not metric.HasField("timestamp"):
             ms = default_ms
+        elif ms > MAX_MS:
+            return None
         if ms != at:
             values = {}
             samples.append((ms, values))

@@ -79,6 +79,7 @@ class PointBatch:
     __slots__ = (
         "_chunks",
         "_devices",
+        "_indexes",
         "_key",
         "_keys",
         "_kind",
@@ -91,6 +92,8 @@ class PointBatch:
     def __init__(self) -> None:
         self._keys: dict[SeriesKey, int] = {}
         self._devices: dict[tuple[str, str], dict[str, int]] = {}  # metric → key, by device
+        # add_values' keys by (tenant, device, id of the list of names), with that list
+        self._indexes: dict[tuple[str, str, int], tuple[Sequence[str], list[int]]] = {}
         self._key: list[int] = []
         self._ts: list[int] = []
         self._quality: list[int] = []
@@ -172,22 +175,20 @@ class PointBatch:
         Sparkplug quick path reads a column of them)."""
         if len(names) != len(values):
             raise ValueError(f"{len(names)} names but {len(values)} values")
-        metrics = self._devices.get((tenant, device))
-        if metrics is None:
-            metrics = self._devices[(tenant, device)] = {}
-        indexes = [metrics.get(name) for name in names]
-        if None in indexes:
-            for n, name in enumerate(names):
-                if indexes[n] is None:
-                    index = metrics.get(name)
-                    if index is None:
-                        index = metrics[name] = self._key_index(tenant, device, name)
-                    indexes[n] = index
+        # the same list of names comes again and again (a Sparkplug message shape's): its
+        # keys are worked out once; the list is kept with them, so its id is not reused
+        key = (tenant, device, id(names))
+        remembered = self._indexes.get(key)
+        if remembered is not None and remembered[0] is names:
+            indexes = remembered[1]
+        else:
+            indexes = self._indexes_of(tenant, device, names)
+            self._indexes[key] = (names, indexes)
         keys = self._key
         if floats:
             self._kind.extend([_FLOAT] * len(values))
             self._num.extend(values)  # type: ignore[arg-type]
-            keys.extend(indexes)  # type: ignore[arg-type]
+            keys.extend(indexes)
         else:
             for index, value in zip(indexes, values, strict=True):
                 if type(value) is float:
@@ -195,9 +196,21 @@ class PointBatch:
                     self._num.append(value)
                 else:
                     self._add_value(len(keys), value)
-                keys.append(index)  # type: ignore[arg-type]
+                keys.append(index)
         self._ts.extend([ts] * len(values))
         self._quality.extend([quality] * len(values))
+
+    def _indexes_of(self, tenant: str, device: str, names: Sequence[str]) -> list[int]:
+        metrics = self._devices.get((tenant, device))
+        if metrics is None:
+            metrics = self._devices[(tenant, device)] = {}
+        indexes = []
+        for name in names:
+            index = metrics.get(name)
+            if index is None:
+                index = metrics[name] = self._key_index(tenant, device, name)
+            indexes.append(index)
+        return indexes
 
     def _add_value(self, row: int, value: Value) -> None:
         """The kind and numeric column of one value, and its exact form where kept."""

@@ -255,18 +255,19 @@ async def test_a_fetch_takes_at_most_max_bytes_and_a_larger_message_alone(
 
 
 class Unreachable(Directory):
-    """The registry failing its first ``failures`` lookups."""
+    """The registry failing its first ``failures`` lookups with ``error``."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
         super().__init__(DIRECTORY.devices)
         self.failures = failures
+        self.error = error or DirectoryError("the registry's database is down")
 
     def declared(
         self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], Mapping[str, str] | None]:
         if self.failures:
             self.failures -= 1
-            raise DirectoryError("the registry's database is down")
+            raise self.error
         return super().declared(keys)
 
 
@@ -286,6 +287,22 @@ async def test_a_registry_that_cannot_be_read_holds_ingest_up_without_loss(
     assert stored(store, TENANT_A, PRESS, "t") == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert store.checkpoint(CHECKPOINT) == 5
     assert await dead_letters(accounts) == []
+
+
+async def test_an_unexpected_error_is_logged_counted_and_ridden_out(
+    accounts: BundledBroker, store: DuckDBStore
+) -> None:
+    """A bug in a step of ingest (here: the directory raising what it never should) does not
+    end ingest, which would end the platform's lifespan: the batch is taken again."""
+    metrics = IngestMetrics(CollectorRegistry())
+    directory = Unreachable(failures=2, error=RuntimeError("a bug"))
+    ingest = await with_streams(Ingest(accounts.endpoint, store, directory, metrics, FAST))
+    publish(accounts, TENANT_A, PRESS, b'{"t": 1}', b'{"t": 2}')
+    async with running(ingest):
+        await eventually(lambda: value(metrics, "messages") >= 2, "ingest after the bug")
+        assert not ingest.stopped.is_set()
+    assert value(metrics, "failures") == 2
+    assert stored(store, TENANT_A, PRESS, "t") == [1.0, 2.0]
 
 
 async def test_a_consumer_deleted_under_ingest_is_made_again(

@@ -169,6 +169,11 @@ class IngestMetrics:
             " them.",
             registry=registry,
         )
+        self.failures = Counter(
+            "plantwire_ingest_failures",
+            "Times ingest stopped on an unexpected error and started again from its checkpoint.",
+            registry=registry,
+        )
         self.store_errors = Counter(
             "plantwire_ingest_store_errors",
             "Failed store writes (the batch is retried; nothing is acked meanwhile).",
@@ -307,23 +312,27 @@ class Ingest:
         attempt = 0
         try:
             while not stop.is_set():
+                delays = self.options.retry_seconds
+                delay = delays[min(attempt, len(delays) - 1)]
                 try:
                     await self._run(stop)
                     attempt = 0
+                    continue
                 except (NatsError, OSError, DirectoryError) as error:
                     # the batch in hand was not acked: it comes again from the checkpoint,
                     # and the Sparkplug host starts again from the state committed with it
-                    delays = self.options.retry_seconds
-                    delay = delays[min(attempt, len(delays) - 1)]
                     event = (
                         "ingest.registry_unreachable"
                         if isinstance(error, DirectoryError)
                         else "ingest.broker_unreachable"
                     )
                     _log.warning(event, error=str(error), retry_in=delay)
-                    attempt += 1
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
+                except Exception as error:  # a bug: logged, the batch taken again, not fatal
+                    _log.error("ingest.failed", error=repr(error), retry_in=delay, exc_info=error)
+                    self.metrics.failures.inc()
+                attempt += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
         finally:
             self.stopped.set()
 

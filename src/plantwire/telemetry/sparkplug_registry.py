@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import structlog
+from cachetools import TTLCache
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,7 +41,7 @@ from plantwire.telemetry.tables import Device, DeviceMetric
 __all__ = ["PLATFORM_TYPES", "RegistrySparkplug"]
 
 _log = structlog.get_logger("plantwire.sparkplug")
-_KEPT = 100_000
+_KEPT = 100_000  # answers kept at most; past it the least recently used go
 _KINDS = (DeviceKind.SPARKPLUG_NODE, DeviceKind.SPARKPLUG_DEVICE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -78,9 +79,9 @@ class RegistrySparkplug:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._kept: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._kept: TTLCache[tuple[str, str], str | None] = TTLCache(
+            _KEPT, ttl_seconds, timer=clock
+        )
 
     def node(self, tenant: str, group: str, edge_node: str) -> str | None:
         """The id of the tenant's edge node ``group/edge_node``; None if there is none."""
@@ -95,17 +96,14 @@ class RegistrySparkplug:
         return self._cached(tenant, name, lambda: self._device(tenant, node_id, name))
 
     def _cached(self, tenant: str, name: str, find: Callable[[], str | None]) -> str | None:
-        now = self._clock()
-        kept = self._kept.get((tenant, name))
-        if kept is not None and kept[0] > now:
-            return kept[1]
-        if len(self._kept) > _KEPT:
-            self._kept.clear()
         try:
-            found = find()
+            return self._kept[(tenant, name)]
+        except KeyError:  # not asked lately (or too long ago)
+            pass
+        try:
+            found = self._kept[(tenant, name)] = find()
         except SQLAlchemyError as error:  # ingest waits and tries the batch again
             raise DirectoryError(f"looking up {name!r}: {error}") from error
-        self._kept[(tenant, name)] = (now + self._ttl, found)
         return found
 
     def _named(self, session: Session, tenant: str, name: str) -> Device | None:

@@ -32,7 +32,7 @@ from plantwire.telemetry.sparkplug import sparkplug_columns_pb2 as columns_pb
 from plantwire.telemetry.sparkplug.arrays import MAX_MS
 from plantwire.telemetry.sparkplug.codec import MAX_METRICS
 from plantwire.telemetry.sparkplug.model import DataType
-from plantwire.telemetry.sparkplug.scalars import read_scalar
+from plantwire.telemetry.sparkplug.scalars import read_scalar, value_field
 from plantwire.telemetry.store.model import Value
 
 if TYPE_CHECKING:
@@ -64,25 +64,8 @@ class Group(NamedTuple):
     floats: bool
 
 
-_RAW = {
-    DataType.Float: "float_value",
-    DataType.Double: "double_value",
-    DataType.Boolean: "boolean_value",
-}
-_CONVERTED = {
-    DataType.Int8: "int_value",
-    DataType.Int16: "int_value",
-    DataType.Int32: "int_value",
-    DataType.UInt8: "int_value",
-    DataType.UInt16: "int_value",
-    DataType.UInt32: "int_value",
-    DataType.Int64: "long_value",
-    DataType.UInt64: "long_value",
-    DataType.DateTime: "long_value",
-    DataType.String: "string_value",
-    DataType.Text: "string_value",
-    DataType.UUID: "string_value",
-}
+#: the types whose value is stored as protobuf reads it (the others go through read_scalar)
+_RAW = frozenset({DataType.Float, DataType.Double, DataType.Boolean})
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -90,11 +73,9 @@ def plan(certificate: Certificate) -> Plan:
     """The entries of a certificate's metrics of scalar types (others take the full path)."""
     by_name: dict[str, Entry] = {}
     for name, datatype in certificate.types.items():
-        raw = _RAW.get(datatype)
-        if raw is not None:
-            by_name[name] = (name, int(datatype), raw, True)
-        elif datatype in _CONVERTED:
-            by_name[name] = (name, int(datatype), _CONVERTED[datatype], False)
+        field = value_field(datatype)
+        if field is not None:
+            by_name[name] = (name, int(datatype), field, datatype in _RAW)
     by_alias = {
         alias: by_name[name] for alias, name in certificate.names.items() if name in by_name
     }

@@ -24,6 +24,7 @@ __all__ = [
     "text",
     "type_name",
     "uint64",
+    "value_field",
     "write_scalar",
 ]
 
@@ -68,6 +69,16 @@ def type_name(number: int) -> str:
 
 def misplaced(datatype: DataType, which: str) -> PayloadError:
     return PayloadError("datatype", f"a {datatype.name} value cannot be in {which}")
+
+
+def value_field(datatype: DataType) -> str | None:
+    """The oneof field `write_scalar` puts a value of ``datatype`` in (``int_value`` for the
+    integers of up to 32 bits, ``long_value`` for the 64-bit ones); None for a type that is
+    not a basic one (or UUID)."""
+    integer = _INTEGERS.get(datatype)
+    if integer is not None:
+        return "int_value" if integer[0] <= 32 else "long_value"
+    return _FIELDS.get(datatype)
 
 
 def read_scalar(datatype: DataType, which: str, raw: Any) -> CellValue:

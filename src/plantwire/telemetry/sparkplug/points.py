@@ -49,7 +49,7 @@ from plantwire.telemetry.sparkplug.model import (
 )
 from plantwire.telemetry.store.model import Quality, Value
 
-__all__ = ["store_quality", "store_value", "structured"]
+__all__ = ["store_quality", "store_value", "stored_int", "structured"]
 
 _INT64_MAX = (1 << 63) - 1
 _QUALITIES = {
@@ -67,14 +67,19 @@ def store_value(metric: Metric) -> Value | None:
         return None
     if isinstance(value, DataSet | Template):
         return json.dumps(structured(value), separators=(",", ":"), ensure_ascii=False)
-    if metric.datatype is DataType.UInt64 and isinstance(value, int) and value > _INT64_MAX:
-        return float(value)
+    if isinstance(value, int):
+        return stored_int(value)
     if metric.datatype is DataType.UInt64Array and isinstance(value, list):
         items = [item for item in value if isinstance(item, int)]
         if any(item > _INT64_MAX for item in items):
             return [float(item) for item in items]
     stored: Value = value
     return stored
+
+
+def stored_int(value: int) -> int | float:
+    """An integer as the store keeps it: past the int64 range (a UInt64's), as a float."""
+    return float(value) if value > _INT64_MAX else value
 
 
 def store_quality(metric: Metric) -> Quality:

@@ -32,6 +32,7 @@ from plantwire.telemetry.sparkplug import sparkplug_columns_pb2 as columns_pb
 from plantwire.telemetry.sparkplug.arrays import MAX_MS
 from plantwire.telemetry.sparkplug.codec import MAX_METRICS
 from plantwire.telemetry.sparkplug.model import DataType
+from plantwire.telemetry.sparkplug.points import stored_int
 from plantwire.telemetry.sparkplug.scalars import read_scalar, value_field
 from plantwire.telemetry.store.model import Value
 
@@ -66,7 +67,6 @@ class Group(NamedTuple):
 
 #: the types whose value is stored as protobuf reads it (the others go through read_scalar)
 _RAW = frozenset({DataType.Float, DataType.Double, DataType.Boolean})
-_INT64_MAX = (1 << 63) - 1
 
 
 def plan(certificate: Certificate) -> Plan:
@@ -226,9 +226,7 @@ def _metric_wise(metrics: Any, known: Plan, default_ms: int) -> list[Group] | No
                 return None
             if scalar is None:
                 return None
-            if isinstance(scalar, int) and scalar > _INT64_MAX:  # UInt64, as the full path
-                scalar = float(scalar)
-            value = scalar
+            value = stored_int(scalar) if isinstance(scalar, int) else scalar
         ms = metric.timestamp
         if not ms and not metric.HasField("timestamp"):
             ms = default_ms

@@ -48,6 +48,8 @@ def values(datatype: DataType) -> st.SearchStrategy[Any]:
         return MOMENTS.map(lambda ms: ms) | MOMENTS.map(lambda ms: iso(to_datetime(ms)))
     if datatype in (T.Bytes, T.File):
         return st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode())
+    if datatype is T.StringArray:  # items end with a NUL byte, so they hold none
+        return st.lists(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0")))
     if datatype in ITEMS:
         return st.lists(values(ITEMS[datatype]), max_size=6)
     return st.text(st.characters(exclude_categories=["Cs"]))  # UTF-8: no lone surrogates

@@ -46,7 +46,7 @@ from plantwire.telemetry.accounts import TELEMETRY_PREFIX
 from plantwire.telemetry.broker import BrokerEndpoint
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.payloads import PayloadError, decode_samples
-from plantwire.telemetry.pull import PullBatches, pending_after
+from plantwire.telemetry.pull import PullBatches, ack_position
 from plantwire.telemetry.sparkplug_intake import (
     SPARKPLUG_SUBJECTS,
     DirectoryError,
@@ -380,7 +380,7 @@ class Ingest:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), 0.1)
                     continue
-                waiting = pending_after(batch[-1])
+                waiting = (ack_position(batch[-1]) or (0, 0, 0))[2]
                 size = min(self.options.max_batch, max(self.options.batch, waiting))
                 prepared = await self.prepare(js, batch, expected)
                 if committing is not None and not await committing:
@@ -611,15 +611,9 @@ class Ingest:
 
 def stream_position(message: Msg) -> tuple[int, int]:
     """(stream sequence, when the stream stored it in epoch ms, floored: a flat payload's
-    timestamp, the same on every redelivery) of a JetStream message, read from its ack
-    subject without nats-py's metadata objects (a measurable share of ingest's time; they
-    also round the time to microseconds first). The subject is
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>``,
-    or with ``<domain>.<account hash>.`` after ``ACK`` (and a token at the end)."""
-    tokens = (message.reply or "").split(".")
-    if tokens[:2] == ["$JS", "ACK"]:
-        if len(tokens) == 9:
-            return int(tokens[5]), int(tokens[7]) // 1_000_000
-        if len(tokens) >= 11:
-            return int(tokens[7]), int(tokens[9]) // 1_000_000
-    raise NotJSMessageError
+    timestamp, the same on every redelivery) of a JetStream message (nats-py's metadata
+    would round the time to microseconds first)."""
+    position = ack_position(message)
+    if position is None:
+        raise NotJSMessageError
+    return position[0], position[1] // 1_000_000

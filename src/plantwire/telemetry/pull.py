@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 
-__all__ = ["PullBatches", "pending_after"]
+__all__ = ["PullBatches", "ack_position"]
 
 _STATUS = "Status"
 _HEARTBEAT = "100"  # idle heartbeat or flow control: not the end of a request
@@ -94,14 +94,17 @@ class PullBatches:
             raise NoRespondersError
 
 
-def pending_after(message: Msg) -> int:
-    """How many messages the consumer had left to deliver after ``message`` (the last token
-    but, in the short form, one of its ack subject; see `ingest.stream_position`); 0 when
-    the subject does not say."""
+def ack_position(message: Msg) -> tuple[int, int, int] | None:
+    """(stream sequence, when the stream stored it in epoch ns, how many messages the
+    consumer had left to deliver after it) of a JetStream message, read from its ack subject
+    without nats-py's metadata objects (a measurable share of ingest's time); None for a
+    message that is not a JetStream delivery. The subject is
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>``,
+    or with ``<domain>.<account hash>.`` after ``ACK`` (and a token at the end)."""
     tokens = (message.reply or "").split(".")
     if tokens[:2] == ["$JS", "ACK"]:
         if len(tokens) == 9:
-            return int(tokens[8])
+            return int(tokens[5]), int(tokens[7]), int(tokens[8])
         if len(tokens) >= 11:
-            return int(tokens[10])
-    return 0
+            return int(tokens[7]), int(tokens[9]), int(tokens[10])
+    return None

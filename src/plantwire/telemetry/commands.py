@@ -69,6 +69,17 @@ class CommandWatch:
     def watches(self, key: Key) -> bool:
         return key in self._pending
 
+    def watched(
+        self, tenant: str, device: str, values: Iterable[tuple[str, object]]
+    ) -> list[tuple[Key, object]]:
+        """Of a device's stored (metric, value) pairs, those a command waits for, as the
+        reports `seen` takes."""
+        return [
+            ((tenant, device, metric), value)
+            for metric, value in values
+            if (tenant, device, metric) in self._pending
+        ]
+
     def expect(self, key: Key, command_id: str, value: object, deadline: datetime) -> None:
         with self._lock:
             self._pending.setdefault(key, []).append((command_id, value, deadline))

@@ -515,9 +515,7 @@ class Ingest:
             for ms, values in samples:
                 points.add_sample(tenant_id, device_id, ms * 1000, values)
                 if watch is not None:
-                    for metric, value in values.items():
-                        if watch.watches((tenant_id, device_id, metric)):
-                            reports.append(((tenant_id, device_id, metric), value))
+                    reports += watch.watched(tenant_id, device_id, values.items())
         return points, letters, reports, sparkplug
 
     async def _sparkplug(

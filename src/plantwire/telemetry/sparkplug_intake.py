@@ -236,16 +236,15 @@ class SparkplugIntake:
                 points.add(
                     tenant, device_id, sample.metric, sample.ms * 1000, sample.value, sample.quality
                 )
-                if watch is not None and watch.watches((tenant, device_id, sample.metric)):
-                    batch.reports.append(((tenant, device_id, sample.metric), sample.value))
             for values in outcome.grouped:
                 points.add_values(
                     tenant, device_id, values.ms * 1000, values.names, values.values, values.floats
                 )
-                if watch is not None:
-                    for metric, value in zip(values.names, values.values, strict=True):
-                        if watch.watches((tenant, device_id, metric)):
-                            batch.reports.append(((tenant, device_id, metric), value))
+            if watch is not None:
+                stored = [(sample.metric, sample.value) for sample in outcome.samples]
+                for values in outcome.grouped:
+                    stored += zip(values.names, values.values, strict=True)
+                batch.reports += watch.watched(tenant, device_id, stored)
         for (tenant, group, edge), state in self.host.changes():
             batch.states[f"{STATE_PREFIX}{tenant}/{group}/{edge}"] = state
         if moved:

@@ -1,9 +1,10 @@
 """The DuckDB store's tables and the SQL that several of its modules share.
 
 ``telemetry.duckdb`` holds the catalogues (tenants, series, checkpoints and the states
-committed with them, sealed files), the
-*hot* table of recent points in arrival order, the latest point of each series, and the 1-minute
-and 1-hour rollups. Sealed points live in Parquet files beside it (see ``sealing.py``)."""
+committed with them, sealed files), the *hot* table of recent points in arrival order, the
+newest sealed point of each series (``latest``: a latest value is the newer of it and the hot
+table's), and the 1-minute and 1-hour rollups. Sealed points live in Parquet files beside it
+(see ``sealing.py``)."""
 
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ filled the disk (tens of GB), and points dropped without a word. Here:
 - **drop-oldest, counted**: making room drops the oldest points first, and every dropped
   point is counted in the database itself (``dropped`` in :meth:`PointBuffer.stats`, kept
   across restarts) and reported by the gateway — never silent;
-- **in order, exactly once**: points leave in the order they were appended, and only
+- **in order, never lost**: points leave in the order they were appended, and only
   :meth:`PointBuffer.ack` removes them, after the uplink confirmed them, so a crash between
-  reading and acking sends them again rather than losing them (the platform's store keeps
-  one value per series and timestamp, so a repeat does not double a point).
+  the broker's confirmation and the ack sends them again rather than losing them (the only
+  way a point goes up twice: the window is one SQLite commit).
 
 Blocking (SQLite calls take milliseconds); the gateway runs them with ``asyncio.to_thread``.
 """

@@ -47,7 +47,9 @@ def _session(bd_seq: int = 0) -> EdgeNodeSession:
 
 def test_births_declare_every_metric_with_alias_unit_and_last_value() -> None:
     session = _session(bd_seq=7)
-    session.changes([BufferedPoint("Press1", "Temperature", T.Double, NOW - 5, 71.5)])
+    read = [BufferedPoint("Press1", "Temperature", T.Double, NOW - 5, 71.5)]
+    session.data(session.changes(read), NOW - 5)  # published
+    session.changes([BufferedPoint("Press1", "Strokes", T.UInt32, NOW - 4, 3)])  # read only
     (nbirth_topic, nbirth), *dbirths = session.births(NOW)
     assert nbirth_topic == "spBv1.0/Plant1/NBIRTH/Gateway1"
     node = decode_payload(nbirth)
@@ -70,10 +72,12 @@ def test_births_declare_every_metric_with_alias_unit_and_last_value() -> None:
         71.5,
     )
     assert temperature.timestamp == NOW - 5
+    assert temperature.is_transient  # the host has it already: shown, not stored again
     assert temperature.properties["engUnit"].value == "°C"
     assert temperature.metadata is not None
     assert temperature.metadata.description == "Oil temperature"
-    assert strokes.value is None  # not read yet: null
+    assert strokes.value is None  # read, not published (it may wait in the buffer): null
+    assert not strokes.is_transient
     aliases = [m.alias for m in [*node.metrics[2:], *press.metrics]]
     aliases += [m.alias for m in decode_payload(dbirths[1][1]).metrics]
     assert len(set(aliases)) == len(aliases) == 6  # unique across the whole node
@@ -157,8 +161,11 @@ def test_changes_keep_what_differs_in_value_type_or_quality() -> None:
     bad = BufferedPoint("Press1", "Strokes", T.UInt32, NOW + 2, 1, quality=0)
     more = BufferedPoint("Press1", "Strokes", T.UInt32, NOW + 3, 2)
     assert session.changes([bad, more]) == [bad, more]
-    # the last value goes into the next birth
-    birth = decode_payload(session.births(NOW + 4)[1][1])
+    # the last value published goes into the next birth; an older one published after
+    # (a buffered point replayed) does not replace it
+    session.data([more], NOW + 4)
+    session.data([bad], NOW + 5, historical=True)
+    birth = decode_payload(session.births(NOW + 6)[1][1])
     assert birth.metrics[1].value == 2
     assert birth.metrics[1].timestamp == NOW + 3
 

@@ -8,8 +8,12 @@ node's metrics, each DBIRTH a device's; every later message of the session takes
 session with the next ``bdSeq``; the caller keeps it across restarts (:attr:`bd_seq`), so the
 host can tell the new session's death from an old one's.
 
-The session remembers each metric's last value and quality: births carry them, and
-:meth:`EdgeNodeSession.changes` keeps of a poll only what changed (report by exception).
+The session remembers each metric's last value read, so that
+:meth:`EdgeNodeSession.changes` keeps of a poll only what changed (report by exception), and
+its last value published, which births carry with its own timestamp and ``is_transient``: a
+host shows it as the current value but does not store it again (it already has it; a birth's
+values would otherwise be stored twice after every reconnection or rebirth). A metric with
+nothing published yet is null in a birth (its points may be waiting in the buffer).
 """
 
 from __future__ import annotations
@@ -102,7 +106,8 @@ class EdgeNodeSession:
         self._specs: dict[str, dict[str, MetricSpec]] = {"": {}}
         self._aliases: dict[tuple[str, str], int] = {}
         self._by_alias: dict[int, tuple[str, MetricSpec]] = {}
-        self._last: dict[tuple[str, str], tuple[PointValue | None, int, int]] = {}
+        self._last: dict[tuple[str, str], tuple[PointValue | None, int]] = {}
+        self._sent: dict[tuple[str, str], BufferedPoint] = {}
         for spec in node_metrics:
             self.declare("", spec)
         for device, specs in devices.items():
@@ -188,9 +193,14 @@ class EdgeNodeSession:
                 and last[1] == point.quality
             ):
                 continue
-            self._last[key] = (point.value, point.quality, point.timestamp)
+            self._last[key] = (point.value, point.quality)
             changed.append(point)
         return changed
+
+    def forget(self, device: str, metric: str) -> None:
+        """Forgets a metric's last value, so that the next point of it counts as a change
+        (after a write: the read-back must be reported even if the value did not change)."""
+        self._last.pop((device, metric), None)
 
     def data(
         self, points: Sequence[BufferedPoint], now_ms: int, *, historical: bool = False
@@ -200,7 +210,8 @@ class EdgeNodeSession:
         points that were read while the uplink was down. KeyError for an undeclared metric."""
         by_device: dict[str, list[Metric]] = {}
         for point in points:
-            alias = self._aliases[(point.device, point.metric)]
+            key = (point.device, point.metric)
+            alias = self._aliases[key]
             spec = self._specs[point.device][point.metric]
             by_device.setdefault(point.device, []).append(
                 Metric(
@@ -212,6 +223,11 @@ class EdgeNodeSession:
                     properties=_quality(point.quality),
                 )
             )
+        for point in points:  # encoded: they are the last published, unless older
+            key = (point.device, point.metric)
+            sent = self._sent.get(key)
+            if sent is None or sent.timestamp <= point.timestamp:
+                self._sent[key] = point
         messages = []
         for device, metrics in by_device.items():
             topic = (
@@ -281,17 +297,18 @@ class EdgeNodeSession:
     def _birth_metrics(self, device: str, now_ms: int) -> list[Metric]:
         metrics = []
         for name, spec in self._specs.get(device, {}).items():
-            value, quality, stamp = self._last.get((device, name), (None, QUALITY_GOOD, now_ms))
-            properties = _quality(quality)
+            sent = self._sent.get((device, name))
+            properties = _quality(QUALITY_GOOD if sent is None else sent.quality)
             if spec.unit is not None:
                 properties["engUnit"] = PropertyValue(DataType.String, spec.unit)
             metrics.append(
                 Metric(
                     name=name,
                     alias=self._aliases[(device, name)],
-                    timestamp=stamp,
+                    timestamp=now_ms if sent is None else sent.timestamp,
                     datatype=spec.datatype,
-                    value=_metric_value(spec.datatype, value),
+                    value=None if sent is None else _metric_value(spec.datatype, sent.value),
+                    is_transient=sent is not None,  # published already: not to be stored again
                     properties=properties,
                     metadata=(
                         None if spec.description is None else MetaData(description=spec.description)

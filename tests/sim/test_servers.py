@@ -4,6 +4,7 @@ subscribes and writes setpoints; pymodbus reads and decodes the meters per the m
 from __future__ import annotations
 
 import asyncio
+import math
 import struct
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -149,6 +150,13 @@ async def test_a_written_setpoint_is_honoured(sim: Simulator, client: Client) ->
     await setpoint.write_value(ua.DataValue(ua.Variant(1000.0, ua.VariantType.Double)))
     await sim.advance(1)
     assert await setpoint.read_value() == 60.0
+    # not a number: refused, the setpoint stays
+    await setpoint.write_value(ua.DataValue(ua.Variant(math.nan, ua.VariantType.Double)))
+    await sim.advance(1)
+    assert await setpoint.read_value() == 60.0
+    # another type than Double: refused by the server
+    with pytest.raises(UaStatusCodeError, match="BadTypeMismatch"):
+        await setpoint.write_value(ua.DataValue(ua.Variant(5, ua.VariantType.Int32)))
     # stopped
     await setpoint.write_value(ua.DataValue(ua.Variant(0.0, ua.VariantType.Double)))
     await sim.advance(60)
@@ -307,3 +315,17 @@ async def test_same_seed_same_values_on_the_wire() -> None:
     assert struct.unpack(">f", struct.pack(">HH", *words))[0] == pytest.approx(
         model.snapshot().meter("cnc-cell").power_kw, rel=1e-6
     )
+
+
+async def test_a_listener_that_raises_stops_the_simulator_and_stop_says_why() -> None:
+    def broken(part: PartRecord) -> None:
+        raise LookupError(part.serial)
+
+    sim = Simulator(seed=1, speed=2000, opcua_port=0, modbus_port=0, start=START)
+    sim.add_part_listener(broken)
+    await sim.start()
+    try:
+        await asyncio.wait_for(sim.wait(), timeout=30)
+    finally:
+        with pytest.raises(LookupError, match="260504080000-"):
+            await sim.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,9 +124,10 @@ class Simulator:
             await self._opcua.stop()
 
     async def wait(self) -> None:
-        """Until the simulator stops by itself (a listener raised)."""
+        """Return when the simulator stops by itself (a listener raised; ``stop`` says
+        what), or at once if it is not running."""
         if self._task is not None:
-            await asyncio.shield(self._task)
+            await asyncio.wait({self._task})
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -144,8 +146,11 @@ class Simulator:
         for machine, wanted in self._opcua.setpoints().items():
             if wanted == current[machine]:
                 continue
-            applied = self.plant.set_speed_setpoint(machine, wanted)
-            if applied != wanted:  # out of range: clients read back what the plant took
+            if math.isfinite(wanted):
+                applied = self.plant.set_speed_setpoint(machine, wanted)
+            else:  # NaN or infinite: refused, the setpoint stays
+                applied = current[machine]
+            if applied != wanted:  # clients read back what the plant took
                 await self._opcua.write_setpoint(machine, applied)
 
     async def advance(self, steps: int) -> PlantSnapshot:
@@ -192,13 +197,13 @@ async def serve(simulator: Simulator, ready: Callable[[SimEndpoints], None]) -> 
             handled.append(signum)
     try:
         ready(await simulator.start())
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(simulator.wait())]
         try:
-            stopped = asyncio.create_task(stop.wait())
-            finished = asyncio.create_task(simulator.wait())
-            await asyncio.wait((stopped, finished), return_when=asyncio.FIRST_COMPLETED)
-            for task in (stopped, finished):
-                task.cancel()
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
             await simulator.stop()
     finally:
         for signum in handled:

@@ -65,15 +65,19 @@ async def test_sim_serves_on_ephemeral_ports_until_ctrl_c() -> None:
     assert "Traceback" not in errors
 
 
-def test_a_port_in_use_is_an_operator_error() -> None:
+@pytest.mark.parametrize(
+    ("server", "option"), [("OPC UA", "--opcua-port"), ("Modbus", "--modbus-port")]
+)
+def test_a_port_in_use_is_an_operator_error(server: str, option: str) -> None:
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        process = _start("--opcua-port", "0", "--modbus-port", str(port))
+        ports = {"--opcua-port": "0", "--modbus-port": "0", option: str(port)}
+        process = _start(*(part for pair in ports.items() for part in pair))
         out, errors = process.communicate(timeout=60)
     assert process.returncode == 2, out + errors
-    assert f"plantwire: Modbus server cannot listen on 127.0.0.1:{port}" in errors
+    assert f"plantwire: {server} server cannot listen on 127.0.0.1:{port}" in errors
     assert "Traceback" not in errors
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import struct
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -64,6 +65,11 @@ async def test_endpoints_are_the_bound_ephemeral_ports(sim: Simulator) -> None:
     assert endpoints.modbus_port > 0
     assert endpoints.modbus_url == f"modbus+tcp://127.0.0.1:{endpoints.modbus_port}"
     assert endpoints.modbus_units == {"cnc-cell": 1, "press-line": 2}
+    # what discovery tells clients: the bound port, anonymous access
+    described = await Client(endpoints.opcua_url).connect_and_get_server_endpoints()
+    assert [e.EndpointUrl for e in described] == [endpoints.opcua_url]
+    tokens = [t.TokenType for e in described for t in e.UserIdentityTokens]
+    assert tokens == [ua.UserTokenType.Anonymous]
 
 
 async def test_opcua_nodes_types_and_engineering_units(sim: Simulator, client: Client) -> None:
@@ -329,3 +335,16 @@ async def test_a_listener_that_raises_stops_the_simulator_and_stop_says_why() ->
     finally:
         with pytest.raises(LookupError, match="260504080000-"):
             await sim.stop()
+
+
+async def test_a_port_in_use_fails_the_start_and_leaves_nothing_running() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        sim = Simulator(seed=1, speed=0, opcua_port=port, modbus_port=0)
+        with pytest.raises(OSError, match=f"OPC UA server cannot listen on 127.0.0.1:{port}"):
+            await sim.start()
+        sim = Simulator(seed=1, speed=0, opcua_port=0, modbus_port=port)
+        with pytest.raises(OSError, match=f"Modbus server cannot listen on 127.0.0.1:{port}"):
+            await sim.start()

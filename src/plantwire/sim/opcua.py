@@ -10,7 +10,10 @@ to the machine's range (the clipped value is written back).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -108,6 +111,22 @@ class _MachineNodes:
     published_part: str | None = None
 
 
+def _not_start_failure(record: logging.LogRecord) -> bool:
+    return "error starting server" not in record.getMessage()
+
+
+@contextmanager
+def _without_start_failure_log() -> Iterator[None]:
+    """Keep asyncua from logging a traceback for a failure to listen, which the caller
+    reports itself (a port in use is an operator's error, not a crash)."""
+    logger = logging.getLogger("asyncua.server.server")
+    logger.addFilter(_not_start_failure)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_start_failure)
+
+
 class PlantOpcUaServer:
     """An asyncua server showing a plant's snapshots. ``start`` builds the address space from
     the first snapshot and listens; ``publish`` writes a snapshot's values (subscribers see
@@ -145,12 +164,12 @@ class PlantOpcUaServer:
         self._namespace = await server.register_namespace(NAMESPACE_URI)
         await self._build(snapshot)
         try:
-            await server.start()
+            with _without_start_failure_log():
+                await server.start()
         except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
             raise OSError(
-                error.errno,
-                f"OPC UA server cannot listen on {self._host}:{self._port}: "
-                f"{error.strerror or error}",
+                error.errno, f"OPC UA server cannot listen on {self._host}:{self._port}: {reason}"
             ) from error
         self._started = True
         return self.url

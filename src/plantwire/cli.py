@@ -336,6 +336,46 @@ def broker_command(
         broker.stop()
 
 
+@app.command("sim")
+def sim_command(
+    host: Annotated[str, typer.Option("--host", help="Address both servers bind to.")] = (
+        "127.0.0.1"
+    ),
+    opcua_port: Annotated[
+        int, typer.Option("--opcua-port", min=0, max=65535, help="OPC UA port; 0 picks one.")
+    ] = 4840,
+    modbus_port: Annotated[
+        int, typer.Option("--modbus-port", min=0, max=65535, help="Modbus TCP port; 0 picks one.")
+    ] = 5020,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same plant.")] = 0,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.0, help="Simulated seconds per wall second.")
+    ] = 1.0,
+) -> None:
+    """Run the factory simulator until Ctrl-C: a CNC cell and a press line on OPC UA, their
+    energy meters on Modbus TCP (see docs/simulator.md)."""
+    import asyncio
+
+    from plantwire.observability import configure_logging
+    from plantwire.sim.runner import SimEndpoints, Simulator, serve
+
+    configure_logging("console", os.environ.get("PLANTWIRE_LOG_LEVEL", "warning"))
+
+    def ready(endpoints: SimEndpoints) -> None:
+        units = ", ".join(f"unit {unit} {line}" for line, unit in endpoints.modbus_units.items())
+        typer.echo(f"plantwire sim: seed {seed}, speed {speed:g}x")
+        typer.echo(f"  OPC UA:  {endpoints.opcua_url}    namespace {endpoints.namespace_uri}")
+        typer.echo(f"  Modbus:  {endpoints.modbus_url}    meters: {units}")
+        typer.echo("Ctrl-C stops it.")
+
+    simulator = Simulator(
+        seed=seed, speed=speed, host=host, opcua_port=opcua_port, modbus_port=modbus_port
+    )
+    with _operator_errors(), suppress(KeyboardInterrupt):
+        asyncio.run(serve(simulator, ready))
+    typer.echo("plantwire sim stopped.")
+
+
 @app.command()
 def backup(
     destination: Annotated[Path, typer.Argument(help="New or empty folder for the backup.")],

@@ -5,9 +5,11 @@ server stopped and started again, write-back, and the gateway.toml device entrie
 from __future__ import annotations
 
 import asyncio
+import re
 import tomllib
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -412,3 +414,40 @@ def test_bad_device_entries(entry: dict[str, Any], message: str) -> None:
 def test_device_names_are_unique() -> None:
     with pytest.raises(MapError, match="'a': the name is used twice"):
         parse_devices({"devices": [{"name": "a", "host": "h"}, {"name": "a", "host": "i"}]})
+
+
+async def test_rtu_framing_over_a_serial_url(servers: list[ModbusTcpServer]) -> None:
+    """The serial code path (AsyncModbusSerialClient, RTU frames with CRC) for real: pyserial
+    opens ``socket://`` URLs, here to a server speaking RTU over TCP, as serial device servers
+    (RS-485 to Ethernet converters) do. No serial port exists on the test machines."""
+    server, port = await start_server(framer=FramerType.RTU)
+    servers.append(server)
+    await server.async_setValues(1, 3, 0, [0xF8A4, 0x32EB])
+    points = [
+        Point("count", HR, 0, DataType.INT32, poll_interval=FAST),
+        Point("valve", CO, 2, DataType.BOOL, writable=True, poll_interval=FAST),
+    ]
+    rtu = ModbusDevice(
+        "rtu",
+        SerialLink(f"socket://127.0.0.1:{port}", baudrate=19200),
+        RegisterMap(tuple(points)),
+        timeout=0.5,
+    )
+    collected = Collected()
+    async with ModbusConnector([rtu], collected) as connector:
+        await until(lambda: collected.latest("count") is not None)
+        assert await connector.write("rtu", "valve", True) == WriteResult(True)
+        await until(lambda: (s := collected.latest("valve")) and s.value is True)
+    assert cast(Sample, collected.latest("count")).value == -123456789
+    assert (await server.async_getValues(1, 1, 0, 8))[2] is True
+
+
+def test_the_example_in_docs_edge_md() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "edge.md").read_text("utf-8")
+    (example,) = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    meter, drive = parse_devices(tomllib.loads(example)["modbus"])
+    assert meter.link == TcpLink("10.0.4.21", 502)
+    assert meter.register_map.point("voltage_l1").word_order is Order.LITTLE
+    assert meter.register_map.point("energy_total").value_type is DataType.FLOAT64
+    assert isinstance(drive.link, SerialLink)
+    assert drive.register_map.point("speed").unit == 7

@@ -292,7 +292,7 @@ async def test_an_unreachable_device_keeps_trying(servers: list[ModbusTcpServer]
     server, port = await start_server()
     await server.shutdown()  # type: ignore[no-untyped-call]  # the port is free now: nothing listens
     collected = Collected()
-    points = [Point("x", HR, 0, DataType.UINT16, poll_interval=FAST)]
+    points = [Point("x", HR, 0, DataType.UINT16, poll_interval=FAST, writable=True)]
     async with ModbusConnector([device(port, points)], collected) as connector:
         await until(lambda: connector.health()["dev"].connect_failures >= 3)
         health = connector.health()["dev"]
@@ -301,7 +301,7 @@ async def test_an_unreachable_device_keeps_trying(servers: list[ModbusTcpServer]
     assert health.last_error is not None
     assert health.last_error.startswith(f"cannot connect to 127.0.0.1:{port}")
     assert [(s.metric, s.value, s.quality) for s in collected.samples] == [("x", None, Quality.BAD)]
-    assert result == WriteResult(False, "the point is not writable")
+    assert result == WriteResult(False, "not connected")
 
 
 async def test_write_back(servers: list[ModbusTcpServer]) -> None:
@@ -451,3 +451,9 @@ def test_the_example_in_docs_edge_md() -> None:
     assert meter.register_map.point("energy_total").value_type is DataType.FLOAT64
     assert isinstance(drive.link, SerialLink)
     assert drive.register_map.point("speed").unit == 7
+
+
+def test_a_connector_is_made_outside_the_event_loop() -> None:
+    """pymodbus makes its clients on the running loop; the connector makes them in run()."""
+    connector = ModbusConnector([device(502, [])], Collected())
+    assert connector.health()["dev"].connected is False

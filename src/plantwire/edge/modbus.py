@@ -238,9 +238,16 @@ class _DeviceLink:
         self.groups = plan_polls(device.register_map)
         self.last: dict[str, SampleValue] = {}
         self.down_reported = False
-        self.client = self._client()
+        self._client: ModbusBaseClient | None = None
 
-    def _client(self) -> ModbusBaseClient:
+    @property
+    def client(self) -> ModbusBaseClient:
+        """The pymodbus client, which `run` makes (pymodbus wants the running event loop)."""
+        if self._client is None:
+            raise RuntimeError(f"the connection to {self.device.name!r} is not running")
+        return self._client
+
+    def _make_client(self) -> ModbusBaseClient:
         device, link = self.device, self.device.link
         # reconnect_delay=0: pymodbus does not reconnect on its own; run() does, with backoff
         common: dict[str, Any] = {
@@ -264,6 +271,7 @@ class _DeviceLink:
     async def run(self) -> None:
         """Connect, poll until the connection is lost, and again, until cancelled."""
         delay = self.device.reconnect_delay
+        self._client = self._make_client()
         try:
             while True:
                 if await self._connect():
@@ -275,6 +283,7 @@ class _DeviceLink:
                 delay = min(2 * delay, self.device.reconnect_delay_max)
         finally:
             self.client.close()
+            self._client = None
             self.health.connected = False
 
     async def _connect(self) -> bool:
@@ -434,13 +443,16 @@ class _DeviceLink:
         if not point.writable:
             return WriteResult(False, "the point is not writable")
         try:
-            request = self._write_request(point, value)
+            encoded = (
+                encode_bit(point, value) if point.table is Table.COIL else encode(point, value)
+            )
         except CodecError as exc:
             return WriteResult(False, str(exc))
-        if not self.client.connected:
+        client = self._client
+        if client is None or not client.connected:
             return WriteResult(False, "not connected")
         try:
-            response: ModbusPDU = await request
+            response = await self._write_request(client, point, encoded)
         except ModbusIOException as exc:
             return WriteResult(False, f"no response ({exc})")
         except ConnectionException:
@@ -451,16 +463,17 @@ class _DeviceLink:
             return WriteResult(False, _exception_text(response.exception_code))
         return WriteResult(True)
 
-    def _write_request(self, point: Point, value: SampleValue) -> Awaitable[ModbusPDU]:
-        """The client call (not yet awaited) that writes ``value``; a CodecError if it does not
-        fit the point."""
-        client, unit = self.client, point.unit
-        if point.table is Table.COIL:
-            return client.write_coil(point.address, encode_bit(point, value), device_id=unit)
-        registers = encode(point, value)
-        if len(registers) == 1 and not self.device.write_multiple:
-            return client.write_register(point.address, registers[0], device_id=unit)
-        return client.write_registers(point.address, list(registers), device_id=unit)
+    def _write_request(
+        self, client: ModbusBaseClient, point: Point, encoded: bool | tuple[int, ...]
+    ) -> Awaitable[ModbusPDU]:
+        """The client call that writes the encoded value: function 5, 6 or 16 (pymodbus raises
+        `ConnectionException` here, before any await, when the connection is gone)."""
+        unit = point.unit
+        if isinstance(encoded, bool):
+            return client.write_coil(point.address, encoded, device_id=unit)
+        if len(encoded) == 1 and not self.device.write_multiple:
+            return client.write_register(point.address, encoded[0], device_id=unit)
+        return client.write_registers(point.address, list(encoded), device_id=unit)
 
 
 class ModbusConnector:

@@ -41,7 +41,8 @@ _E = TypeVar("_E", bound=StrEnum)
 
 
 class MapError(ValueError):
-    """A register map that cannot be used; the message names the point and the problem."""
+    """A register map or device entry that cannot be used; the message names the device or
+    point and the problem."""
 
 
 class Table(StrEnum):

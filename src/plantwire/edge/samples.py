@@ -34,8 +34,8 @@ class Sample:
 
     ``device`` is the connector's name of the device (the Sparkplug device id), ``metric`` the
     point's name, ``timestamp`` milliseconds since the Unix epoch (UTC) when the value was
-    received. ``value`` is None when the quality is BAD, and when it is UNCERTAIN with no
-    earlier good value."""
+    received (or the read failed). ``value`` is None when the quality is BAD, and when it is
+    UNCERTAIN with no earlier good value."""
 
     device: str
     metric: str

@@ -457,3 +457,34 @@ def test_a_connector_is_made_outside_the_event_loop() -> None:
     """pymodbus makes its clients on the running loop; the connector makes them in run()."""
     connector = ModbusConnector([device(502, [])], Collected())
     assert connector.health()["dev"].connected is False
+
+
+async def test_a_gateway_without_its_target_is_uncertain(servers: list[ModbusTcpServer]) -> None:
+    """Exception 0x0B (a Modbus gateway got no answer from its target) means "no answer", not
+    "no": the last value, uncertain. Other exception codes are a refusal: BAD."""
+    answer: dict[int, ExcCodes] = {}
+
+    async def action(_code: int, _start: int, address: int, *_rest: Any) -> ExcCodes | None:
+        return answer.get(address)
+
+    server, port = await start_server(action=action)
+    servers.append(server)
+    await server.async_setValues(1, 4, 60, [11, 12])
+    points = [
+        Point("behind_gateway", IR, 60, DataType.UINT16, poll_interval=FAST),
+        Point("busy", IR, 62, DataType.UINT16, poll_interval=FAST),
+    ]
+    collected = Collected()
+    async with ModbusConnector([device(port, points)], collected) as connector:
+        await until(lambda: collected.latest("busy") is not None)
+        answer[60] = ExcCodes.GATEWAY_NO_RESPONSE
+        answer[62] = ExcCodes.DEVICE_BUSY
+        await until(lambda: (s := collected.latest("busy")) and s.quality is Quality.BAD)
+        await until(
+            lambda: (s := collected.latest("behind_gateway")) and s.quality is Quality.UNCERTAIN
+        )
+        health = connector.health()["dev"]
+    assert cast(Sample, collected.latest("behind_gateway")).value == 11
+    assert cast(Sample, collected.latest("busy")).value is None
+    assert health.exception_responses >= 2
+    assert health.connected

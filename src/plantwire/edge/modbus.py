@@ -278,7 +278,7 @@ class _DeviceLink:
                     delay = self.device.reconnect_delay
                     await self._poll_while_connected()
                     self._lost("connection lost")
-                    continue
+                # also after a loss: a device that drops every connection is not hammered
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, self.device.reconnect_delay_max)
         finally:
@@ -302,8 +302,6 @@ class _DeviceLink:
             _log.info("modbus device connected", device=self.device.name, link=where)
             return True
         self.health.connect_failures += 1
-        if not self.down_reported:
-            _log.warning("modbus device unreachable", device=self.device.name, link=where)
         self._lost(f"cannot connect to {where}: {reason}")
         return False
 
@@ -325,6 +323,9 @@ class _DeviceLink:
             self.sink([Sample(name, point.name, None, Quality.BAD, now) for point in points])
 
     def _error(self, text: str, now: int) -> None:
+        """Keep ``text`` as the last error, logged when it differs from the one before."""
+        if text != self.health.last_error:
+            _log.warning("modbus device error", device=self.device.name, error=text)
         self.health.last_error, self.health.last_error_at = text, now
 
     async def _poll_while_connected(self) -> None:
@@ -346,17 +347,20 @@ class _DeviceLink:
     async def _poll(self, group: PollGroup) -> bool:
         """Read one group and hand its samples over; False if the connection was lost."""
         samples: list[Sample] = []
+        lost = False
         for request in group.requests:
             self.health.requests += 1
             try:
                 response = await self._read(request)
             except ModbusIOException as exc:
-                if not self.client.connected:
+                if not self.client.connected:  # pymodbus gave up on the connection
+                    lost = True
                     break
                 self.health.timeouts += 1
                 self._failed(request, Quality.UNCERTAIN, f"no response ({exc})", samples)
                 continue
             except ConnectionException:
+                lost = True
                 break
             except ModbusException as exc:  # the library's other refusals: unusable answer
                 self._failed(request, Quality.BAD, str(exc), samples)
@@ -368,13 +372,9 @@ class _DeviceLink:
                 self._failed(request, quality, _exception_text(code), samples)
                 continue
             self._decoded(request, response, samples)
-        else:
-            if samples:
-                self.sink(samples)
-            return True
         if samples:
             self.sink(samples)
-        return False
+        return not lost
 
     def _read(self, request: ReadRequest) -> Awaitable[ModbusPDU]:
         client, address, count, unit = self.client, request.address, request.count, request.unit
@@ -390,12 +390,8 @@ class _DeviceLink:
         self, request: ReadRequest, quality: Quality, reason: str, samples: list[Sample]
     ) -> None:
         now = _now_ms()
-        text = (
-            f"{request.table} {request.address} (+{request.count}) on unit {request.unit}: {reason}"
-        )
-        if text != self.health.last_error:
-            _log.warning("modbus read failed", device=self.device.name, error=text)
-        self._error(text, now)
+        where = f"{request.table} {request.address} (+{request.count}) on unit {request.unit}"
+        self._error(f"{where}: {reason}", now)
         name = self.device.name
         for point in request.points:
             value = self.last.get(point.name) if quality is Quality.UNCERTAIN else None
@@ -430,9 +426,6 @@ class _DeviceLink:
         else:
             self.health.failed_writes += 1
             self._error(f"write {point_name}: {result.error}", _now_ms())
-            _log.warning(
-                "modbus write failed", device=self.device.name, point=point_name, error=result.error
-            )
         return result
 
     async def _write(self, point_name: str, value: SampleValue) -> WriteResult:

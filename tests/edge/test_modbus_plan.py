@@ -192,3 +192,29 @@ def test_contiguous_points_take_the_fewest_requests(sizes: list[int], start: int
     assert len(plan) == fewest(0)
     if all(size == 1 for size in sizes):
         assert len(plan) == -(-len(sizes) // cap)
+
+
+@given(
+    layout=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 125)), min_size=1, max_size=40),
+    limit=limits,
+)
+def test_points_apart_are_each_inside_exactly_their_request(
+    layout: list[tuple[int, int]], limit: ReadLimits
+) -> None:
+    """Points that do not overlap: the requests do not overlap either, so each point lies in
+    exactly one request's range, the one that holds it."""
+    points, address = [], 0
+    for i, (gap, size) in enumerate(layout):
+        address += gap
+        points.append(
+            Point(f"s{i}", HR, address, DataType.STRING, length=min(size, limit.max_registers))
+        )
+        address = points[-1].end
+    plan = plan_reads(points, limit)
+    check_plan(points, plan, limit)
+    for point in points:
+        around = [r for r in plan if r.address <= point.address and point.end <= r.end]
+        holding = [r for r in plan if point in r.points]
+        assert around == holding
+        assert len(around) == 1
+    assert len(plan) <= len(points)

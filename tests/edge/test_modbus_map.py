@@ -221,3 +221,12 @@ def test_integers_are_taken_as_floats() -> None:
     point = parse_register_map(entry).point("a")
     assert (point.scale, point.poll_interval) == (2.0, 5.0)
     assert isinstance(point.scale, float)
+
+
+def test_sparkplug_types() -> None:
+    from plantwire.telemetry.sparkplug import DataType as SparkplugType
+
+    for kind in DataType:
+        assert SparkplugType[kind.sparkplug_name].name == kind.sparkplug_name
+    assert hr(scale=0.5).value_type.sparkplug_name == "Double"
+    assert hr(data_type=DataType.FLOAT32).value_type.sparkplug_name == "Float"

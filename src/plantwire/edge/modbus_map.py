@@ -96,6 +96,12 @@ class DataType(StrEnum):
         """Smallest and largest value of an integer type."""
         return _INTEGER_RANGES[self]
 
+    @property
+    def sparkplug_name(self) -> str:
+        """The name of the Sparkplug B data type of these values, as in
+        ``plantwire.telemetry.sparkplug.DataType`` (kept apart: this module imports nothing)."""
+        return _SPARKPLUG_NAMES[self]
+
 
 _REGISTERS = {
     DataType.BOOL: 1,
@@ -108,6 +114,18 @@ _REGISTERS = {
     DataType.FLOAT32: 2,
     DataType.FLOAT64: 4,
     DataType.STRING: 0,
+}
+_SPARKPLUG_NAMES = {
+    DataType.BOOL: "Boolean",
+    DataType.INT16: "Int16",
+    DataType.UINT16: "UInt16",
+    DataType.INT32: "Int32",
+    DataType.UINT32: "UInt32",
+    DataType.INT64: "Int64",
+    DataType.UINT64: "UInt64",
+    DataType.FLOAT32: "Float",
+    DataType.FLOAT64: "Double",
+    DataType.STRING: "String",
 }
 _INTEGER_RANGES = {
     DataType.INT16: (-(1 << 15), (1 << 15) - 1),

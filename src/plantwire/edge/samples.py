@@ -17,15 +17,16 @@ SampleValue = bool | int | float | str
 
 
 class Quality(IntEnum):
-    """How far a sample's value can be trusted: OPC UA's and Sparkplug's three classes, numbered
-    as the platform's store numbers them (`plantwire.telemetry.store.model.Quality`)."""
+    """How far a sample's value can be trusted: OPC UA's and Sparkplug's three classes, as the
+    codes of Sparkplug's ``Quality`` metric property (OPC DA's), which the gateway's buffer
+    (`plantwire.edge.buffer.BufferedPoint.quality`) and edge node keep."""
 
-    GOOD = 0
+    GOOD = 192
     #: the read got no answer (timeout, or a Modbus gateway found no target); the value, if
     #: any, is the last good one
-    UNCERTAIN = 1
+    UNCERTAIN = 64
     #: the device refused the read, its data did not decode, or the connection is gone; no value
-    BAD = 2
+    BAD = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,14 @@ values each with a minimal client (``_mqtt.py``), so that the platform, not the 
 generator, is measured. With ``--sparkplug`` each publisher is a Sparkplug B edge node
 instead: an NBIRTH, a DBIRTH of one device with 100 Double metrics (aliases 1-100), then DDATA
 messages of all 100 by alias, each with its timestamp and data type. Ingest runs in a process of its
-own, as in the platform. The figure is the points stored divided by the time from the first
-publish until ingest has applied the last accepted message. Printed beside it, as the
-baseline measured in the same run: DuckDB appending the same number of points from Arrow
-tables into a plain table (the store's raw write speed). Also printed: messages the
-publishers had acknowledged, messages the stream accepted, points stored — the broker may
-drop under overload, and it must show.
+own, as in the platform. Each publisher makes its packets and connects before the clock
+starts; the figure is the points stored divided by the time from the first publish (all
+publishers told to go at once) until ingest has applied the last accepted message. Printed
+beside it, as the baseline measured in the same run: DuckDB appending the same number of
+points from Arrow tables into a plain table (the store's raw write speed). Also printed:
+messages the publishers had acknowledged, messages the stream accepted, points stored — the
+broker may drop under overload, and it must show — and the CPU the ingest process, the
+broker and the publishers used over the run.
 
 Run: ``.venv/bin/python bench/ingest.py [--messages N] [--publishers N]``
 """
@@ -29,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from _baselines import arrow_append_rate
 from _platform_process import free_ports, telemetry_backlog
@@ -135,17 +139,29 @@ def run_publisher(config: dict[str, Any], index: int) -> None:
             for n in range(count)
         ]
 
-    async def publish() -> int:
+    async def publish() -> tuple[int, float]:
         client = QoS1Publisher(config["inflight"])
         await client.connect(
             "127.0.0.1", config["mqtt_port"], device, device_username(TENANT, device), PASSWORD
         )
         try:
-            return await client.publish_all(packets)
+            print("ready", flush=True)  # the packets are made: wait for the clock to start
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+            before = _cpu_seconds()
+            acked = await client.publish_all(packets)
+            return acked, _cpu_seconds() - before
         finally:
             await client.close()
 
-    print(asyncio.run(publish()), flush=True)
+    acked, cpu = asyncio.run(publish())
+    print(acked, cpu, flush=True)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _sparkplug_messages(edge_node: str, count: int, base: int) -> list[tuple[str, bytes]]:
@@ -252,17 +268,30 @@ def main() -> None:
                 "mqtt_port": settings.broker_mqtt_port,
                 "sparkplug": args.sparkplug,
             }
+            assert broker.pid is not None
+            broker_times = psutil.Process(broker.pid).cpu_times()
+            broker_cpu_before = broker_times.user + broker_times.system
             config_file = Path(directory) / "bench.json"
             config_file.write_text(json.dumps(config))
             ingest = _child("ingest", config_file)
             assert ingest.stdout is not None
             assert ingest.stdout.readline().strip() == "ready"
-            started = time.perf_counter()
             publishers = [_child("publish", config_file, str(n)) for n in range(args.publishers)]
+            for publisher in publishers:  # each has made its packets and connected
+                assert publisher.stdout is not None
+                assert publisher.stdout.readline().strip() == "ready"
+            started = time.perf_counter()
+            for publisher in publishers:
+                assert publisher.stdin is not None
+                publisher.stdin.write("go\n")
+                publisher.stdin.flush()
             acked = 0
+            publishers_cpu = 0.0
             for publisher in publishers:
                 out, _ = publisher.communicate(timeout=900)
-                acked += int(out.strip() or 0)
+                fields = out.split()
+                acked += int(fields[0]) if fields else 0
+                publishers_cpu += float(fields[1]) if len(fields) > 1 else 0.0
             published = time.perf_counter() - started
             while True:
                 last, in_stream, waiting = asyncio.run(stream_state(config["endpoint"]))
@@ -275,6 +304,9 @@ def main() -> None:
             ingest.terminate()
             out, _ = ingest.communicate(timeout=60)
             cpu = float(out.split()[-1])
+            assert broker.pid is not None
+            broker_times = psutil.Process(broker.pid).cpu_times()
+            broker_cpu = broker_times.user + broker_times.system - broker_cpu_before
         finally:
             broker.stop()
         with DuckDBStore(Path(config["store"])) as store:
@@ -298,6 +330,12 @@ def main() -> None:
         flush=True,
     )
     print(
+        f"   CPU over the run: ingest {cpu / elapsed:.2f} cores, "
+        f"broker {broker_cpu / elapsed:.2f}, publishers {publishers_cpu / elapsed:.2f} "
+        f"(of {os.cpu_count()})",
+        flush=True,
+    )
+    print(
         f"   messages acked to MQTT publishers {acked:,}; accepted by the stream {in_stream:,} "
         f"(last sequence {last:,}, applied {applied:,}); points stored {stored_points:,} "
         f"of {acked * values:,}{' (and the births)' if args.sparkplug else ''}; "
@@ -309,6 +347,7 @@ def main() -> None:
 def _child(mode: str, config: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, __file__, mode, str(config), *extra],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},

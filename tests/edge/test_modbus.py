@@ -19,6 +19,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
+from plantwire.edge.buffer import BufferedPoint
 from plantwire.edge.modbus import (
     ModbusConnector,
     ModbusDevice,
@@ -37,7 +38,10 @@ from plantwire.edge.modbus_map import (
     Table,
 )
 from plantwire.edge.modbus_plan import plan_reads
+from plantwire.edge.node import EdgeNodeSession, MetricSpec
 from plantwire.edge.samples import Quality, Sample
+from plantwire.telemetry.sparkplug import DataType as SparkplugType
+from plantwire.telemetry.sparkplug import decode_payload
 from tests.edge.test_modbus_codec import GOLDEN
 
 HR, IR, CO, DI = Table.HOLDING_REGISTER, Table.INPUT_REGISTER, Table.COIL, Table.DISCRETE_INPUT
@@ -488,3 +492,50 @@ async def test_a_gateway_without_its_target_is_uncertain(servers: list[ModbusTcp
     assert cast(Sample, collected.latest("busy")).value is None
     assert health.exception_responses >= 2
     assert health.connected
+
+
+async def test_samples_go_into_the_buffer_and_out_as_sparkplug(
+    servers: list[ModbusTcpServer],
+) -> None:
+    """A poll's samples as the gateway will pass them on: into `BufferedPoint` (Sparkplug type
+    from the point's value type, quality as is) and out as a DDATA of the edge node session,
+    read back by the Sparkplug codec."""
+    server, port = await start_server()
+    servers.append(server)
+    await server.async_setValues(1, 3, 0, [0xFEDC, 0xBA98, 0x7654, 0x3210, 0x42F6, 0xE979, 250])
+    points = [
+        Point("energy", HR, 0, DataType.UINT64),
+        Point("flow", HR, 4, DataType.FLOAT32),
+        Point("level", HR, 6, DataType.UINT16, scale=0.1),
+        Point("gone", HR, REGISTERS + 1, DataType.INT16),
+    ]
+    collected = Collected()
+    async with ModbusConnector([device(port, points)], collected):
+        await until(lambda: collected.batches >= 1)
+    specs = {p.name: MetricSpec(p.name, SparkplugType[p.value_type.sparkplug_name]) for p in points}
+    session = EdgeNodeSession("plant", "gateway-1", {"dev": list(specs.values())})
+    session.births(0)
+    buffered = [
+        BufferedPoint(
+            s.device,
+            s.metric,
+            specs[s.metric].datatype,
+            s.timestamp,
+            s.value,
+            int(s.quality),  # a plain int: the Sparkplug codec takes no int subclasses
+        )
+        for s in collected.samples[: len(points)]
+    ]
+    ((topic, payload),) = session.data(session.changes(buffered), now_ms=1)
+    assert topic == "spBv1.0/plant/DDATA/gateway-1/dev"
+    metrics = {m.alias: m for m in decode_payload(payload).metrics}
+    by_name = {name: metrics[session.alias("dev", name)] for name in ("energy", "flow", "level")}
+    assert by_name["energy"].value == 0xFEDCBA9876543210
+    assert by_name["energy"].datatype is SparkplugType.UInt64
+    assert by_name["flow"].value == pytest.approx(123.456, rel=1e-6)
+    assert by_name["flow"].datatype is SparkplugType.Float
+    assert by_name["level"].value == pytest.approx(25.0)
+    assert by_name["level"].datatype is SparkplugType.Double
+    gone = metrics[session.alias("dev", "gone")]
+    assert gone.value is None
+    assert gone.properties["Quality"].value == int(Quality.BAD) == 0

@@ -241,7 +241,7 @@ async def test_a_timeout_is_uncertain_with_the_last_value(servers: list[ModbusTc
     collected = Collected()
     dev = device(port, points, timeout=0.15, retries=0)
     async with ModbusConnector([dev], collected) as connector:
-        await until(lambda: collected.latest("slow") is not None)
+        await until(lambda: (s := collected.latest("slow")) and s.quality is Quality.GOOD)
         slow.set()
         await until(lambda: (s := collected.latest("slow")) and s.quality is Quality.UNCERTAIN)
         uncertain = collected.latest("slow")
@@ -272,7 +272,7 @@ async def test_reconnects_after_the_server_comes_back(servers: list[ModbusTcpSer
         await until(lambda: not connector.health()["dev"].connected)
         await until(lambda: (s := collected.latest("count")) and s.quality is Quality.BAD)
         down = connector.health()["dev"]
-        await asyncio.sleep(0.3)  # a few failed reconnects
+        await until(lambda: connector.health()["dev"].connect_failures >= 2)
         failures = connector.health()["dev"].connect_failures
         bad = [s for s in collected.samples if s.quality is Quality.BAD]
 

@@ -6,7 +6,10 @@ import tomllib
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from plantwire.edge.modbus import parse_devices
 from plantwire.edge.modbus_map import (
     DataType,
     MapError,
@@ -230,3 +233,76 @@ def test_sparkplug_types() -> None:
         assert SparkplugType[kind.sparkplug_name].name == kind.sparkplug_name
     assert hr(scale=0.5).value_type.sparkplug_name == "Double"
     assert hr(data_type=DataType.FLOAT32).value_type.sparkplug_name == "Float"
+
+
+_KEYS = st.sampled_from(
+    [
+        "name",
+        "table",
+        "address",
+        "type",
+        "unit",
+        "length",
+        "bit",
+        "byte_order",
+        "word_order",
+        "scale",
+        "offset",
+        "poll_interval",
+        "writable",
+        "points",
+        "max_registers",
+        "max_gap_bits",
+        "host",
+        "port",
+        "serial_port",
+        "parity",
+        "timeout",
+        "retries",
+        "devices",
+        "other",
+    ]
+)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.sampled_from(["coil", "holding_register", "int16", "string", "bool", "big", "x", ""])
+)
+_TOML = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=8),
+    max_leaves=30,
+)
+
+
+@given(section=st.dictionaries(_KEYS, _TOML, max_size=4))
+def test_any_configuration_parses_or_says_why(section: dict[str, Any]) -> None:
+    """Whatever a gateway.toml's [modbus] section holds: devices, or a MapError."""
+    try:
+        parse_devices(section)
+    except MapError as exc:
+        message = str(exc)
+    else:
+        message = "parsed"
+    assert message
+
+
+@given(entry=st.dictionaries(_KEYS, _TOML, max_size=8))
+def test_any_device_entry_parses_or_says_why(entry: dict[str, Any]) -> None:
+    entry.pop("host", None)
+    entry.pop("port", None)
+    entry.pop("serial_port", None)
+    entry.pop("parity", None)
+    entry.pop("timeout", None)
+    entry.pop("retries", None)
+    entry.pop("devices", None)
+    entry.pop("name", None)
+    try:
+        parse_register_map(entry)
+    except MapError as exc:
+        message = str(exc)
+    else:
+        message = "parsed"
+    assert message

@@ -376,6 +376,58 @@ def sim_command(
     typer.echo("plantwire sim stopped.")
 
 
+@app.command("gateway")
+def gateway_command(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="The gateway's configuration (gateway.toml)."),
+    ] = None,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the JSON schema of gateway.toml and exit.")
+    ] = False,
+) -> None:
+    """Run the edge gateway until Ctrl-C: its connectors' devices published to the platform
+    as a Sparkplug B edge node, buffered while the uplink is down (see docs/edge.md)."""
+    import asyncio
+    import signal
+
+    from plantwire.edge.config import ConfigError, load_config, schema_text
+
+    if schema:
+        typer.echo(schema_text(), nl=False)
+        return
+    if config is None:
+        typer.echo("plantwire gateway needs --config gateway.toml (or --schema)", err=True)
+        raise typer.Exit(2)
+    try:
+        checked = load_config(config)
+    except ConfigError as error:
+        typer.echo(f"plantwire gateway: the configuration cannot run:\n{error}", err=True)
+        raise typer.Exit(2) from None
+    from plantwire.edge.gateway import Gateway
+    from plantwire.observability import configure_logging
+
+    configure_logging("console", os.environ.get("PLANTWIRE_LOG_LEVEL", "info"))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        gateway = Gateway(checked, config.resolve().parent)
+        uplink = checked.uplink
+        typer.echo(
+            f"plantwire gateway: edge node {checked.node.group}/{checked.node.edge_node} → "
+            f"mqtt{'s' if uplink.tls else ''}://{uplink.host}:{uplink.port}, "
+            f"{len(checked.modbus_devices)} Modbus device(s). Ctrl-C stops it."
+        )
+        await gateway.run(stop)
+
+    with _operator_errors():
+        asyncio.run(main())
+    typer.echo("plantwire gateway stopped.")
+
+
 @app.command()
 def backup(
     destination: Annotated[Path, typer.Argument(help="New or empty folder for the backup.")],

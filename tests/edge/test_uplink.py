@@ -86,7 +86,7 @@ def _stored(client: TestClient, headers: dict[str, str], device: str, metric: st
     return points
 
 
-async def _with_node(
+async def with_node(
     with_broker: tuple[TestClient, Seed, BundledBroker],
 ) -> tuple[TestClient, dict[str, str], BundledBroker, dict[str, Any]]:
     """The platform, an engineer's headers, the broker, and the gateway's edge node made."""
@@ -100,7 +100,7 @@ async def _with_node(
 async def test_points_reach_the_platform_after_the_hosts_state_and_commands_come_back(
     with_broker: tuple[TestClient, Seed, BundledBroker], tmp_path: Path
 ) -> None:
-    client, headers, broker, node = await _with_node(with_broker)
+    client, headers, broker, node = await with_node(with_broker)
     writes: list[Write] = []
 
     with PointBuffer(tmp_path / "buffer.sqlite") as buffer:
@@ -167,7 +167,7 @@ async def test_points_reach_the_platform_after_the_hosts_state_and_commands_come
 async def test_points_read_while_the_broker_is_down_arrive_after_in_order_once(
     with_broker: tuple[TestClient, Seed, BundledBroker], tmp_path: Path
 ) -> None:
-    client, headers, broker, node = await _with_node(with_broker)
+    client, headers, broker, node = await with_node(with_broker)
     with PointBuffer(tmp_path / "buffer.sqlite") as buffer:
         uplink = _uplink(broker, node, buffer, tmp_path)
         async with running(uplink):

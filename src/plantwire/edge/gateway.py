@@ -1,0 +1,175 @@
+"""The edge gateway, put together: connectors → the Sparkplug B edge node's uplink, with the
+store-and-forward buffer behind it; commands back to the connectors; health as metrics.
+
+``plantwire gateway --config gateway.toml`` runs one (`run_gateway`). Each connector device
+is a Sparkplug device of the node, its points its metrics; besides them each device reports
+its connection as metrics (``Connector/Connected``, ``Connector/Errors``,
+``Connector/Last Error``), and the node its buffer (``Buffer/Points``, ``Buffer/Dropped``,
+``Buffer/Dropped Bytes``) and uplink (``Uplink/Replayed``, ``Uplink/Invalid``), every
+``health_interval`` seconds, by exception like any metric — so the platform shows connector
+health and a buffer that had to drop points beside the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from plantwire.edge.buffer import BufferedPoint, PointBuffer
+from plantwire.edge.config import GatewayConfig
+from plantwire.edge.modbus import ModbusConnector
+from plantwire.edge.node import EdgeNodeSession, MetricSpec, Write
+from plantwire.edge.samples import Sample
+from plantwire.edge.uplink import SparkplugUplink, UplinkSettings
+from plantwire.telemetry.sparkplug import DataType
+
+__all__ = ["Gateway"]
+
+_log = structlog.get_logger("plantwire.edge")
+
+_NODE_HEALTH = (
+    MetricSpec("Buffer/Points", DataType.UInt64, description="points waiting for the uplink"),
+    MetricSpec("Buffer/Dropped", DataType.UInt64, description="points the buffer's bounds dropped"),
+    MetricSpec("Buffer/Dropped Bytes", DataType.UInt64),
+    MetricSpec("Uplink/Replayed", DataType.UInt64, description="buffered points sent since start"),
+    MetricSpec("Uplink/Invalid", DataType.UInt64, description="points their type cannot carry"),
+)
+_DEVICE_HEALTH = (
+    MetricSpec("Connector/Connected", DataType.Boolean),
+    MetricSpec("Connector/Errors", DataType.UInt64, description="failed reads since start"),
+    MetricSpec("Connector/Last Error", DataType.String),
+)
+
+
+class Gateway:
+    """One gateway from its checked configuration; ``base`` is the folder relative paths of
+    the configuration are taken from (the configuration file's)."""
+
+    def __init__(self, config: GatewayConfig, base: Path) -> None:
+        self.config = config
+        data_dir = config.node.data_dir
+        data_dir = data_dir if data_dir.is_absolute() else base / data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._types: dict[tuple[str, str], DataType] = {}
+        devices: dict[str, list[MetricSpec]] = {}
+        for device in config.modbus_devices:
+            specs = []
+            for point in device.register_map.points:
+                datatype = DataType[point.value_type.sparkplug_name]
+                self._types[(device.name, point.name)] = datatype
+                specs.append(MetricSpec(point.name, datatype))
+            devices[device.name] = [*specs, *_DEVICE_HEALTH]
+        self.session = EdgeNodeSession(
+            config.node.group, config.node.edge_node, devices, node_metrics=_NODE_HEALTH
+        )
+        self.buffer = PointBuffer(
+            data_dir / "buffer.sqlite",
+            max_bytes=config.buffer.max_bytes,
+            max_age=config.buffer.max_age,
+        )
+        uplink = config.uplink
+        self.uplink = SparkplugUplink(
+            self.session,
+            self.buffer,
+            UplinkSettings(
+                uplink.host,
+                uplink.port,
+                username=uplink.username,
+                password=config.password(base),
+                client_id=uplink.client_id,
+                tls=_tls(uplink.tls, uplink.ca_file, base),
+                primary_host=uplink.primary_host,
+                qos=uplink.qos,
+                keepalive=uplink.keepalive,
+            ),
+            on_write=self._write,
+            bd_seq_file=data_dir / "bdseq",
+        )
+        self.modbus = ModbusConnector(config.modbus_devices, self._samples)
+
+    def _samples(self, samples: Sequence[Sample]) -> None:
+        self.uplink.submit(
+            [
+                BufferedPoint(
+                    sample.device,
+                    sample.metric,
+                    self._types[(sample.device, sample.metric)],
+                    sample.timestamp,
+                    sample.value,
+                    int(sample.quality),
+                )
+                for sample in samples
+            ]
+        )
+
+    async def _write(self, write: Write) -> bool:
+        if write.value is None or isinstance(write.value, bytes | list):
+            _log.warning("edge.write_refused", device=write.device, metric=write.metric)
+            return False
+        result = await self.modbus.write(write.device, write.metric, write.value)
+        if not result.ok:
+            _log.warning(
+                "edge.write_failed", device=write.device, metric=write.metric, error=result.error
+            )
+        return result.ok
+
+    def health_points(self, now_ms: int) -> list[BufferedPoint]:
+        """The node's and the devices' health, as points."""
+        stats = self.buffer.stats()
+        uplink = self.uplink.stats
+        points = [
+            BufferedPoint("", "Buffer/Points", DataType.UInt64, now_ms, stats.points),
+            BufferedPoint("", "Buffer/Dropped", DataType.UInt64, now_ms, stats.dropped),
+            BufferedPoint("", "Buffer/Dropped Bytes", DataType.UInt64, now_ms, stats.dropped_bytes),
+            BufferedPoint("", "Uplink/Replayed", DataType.UInt64, now_ms, uplink.replayed),
+            BufferedPoint("", "Uplink/Invalid", DataType.UInt64, now_ms, uplink.invalid),
+        ]
+        for name, health in self.modbus.health().items():
+            errors = health.exception_responses + health.timeouts + health.decode_errors
+            errors += health.connect_failures
+            points += [
+                BufferedPoint(
+                    name, "Connector/Connected", DataType.Boolean, now_ms, health.connected
+                ),
+                BufferedPoint(name, "Connector/Errors", DataType.UInt64, now_ms, errors),
+                BufferedPoint(
+                    name, "Connector/Last Error", DataType.String, now_ms, health.last_error or ""
+                ),
+            ]
+        return points
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until ``stop`` is set; then stops the connectors, publishes the node's death
+        and closes the buffer."""
+        try:
+            async with self.modbus:
+                uplink = asyncio.create_task(self.uplink.run(stop), name="gateway uplink")
+                try:
+                    while not stop.is_set():
+                        self.uplink.submit(self.health_points(_now_ms()))
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), self.config.node.health_interval)
+                finally:
+                    stop.set()
+                    await uplink
+        finally:
+            self.buffer.close()
+
+
+def _tls(enabled: bool, ca_file: Path | None, base: Path) -> ssl.SSLContext | None:
+    if not enabled:
+        return None
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(ca_file if ca_file.is_absolute() else base / ca_file)
+    return context
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

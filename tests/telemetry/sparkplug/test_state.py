@@ -1,20 +1,28 @@
 """The host's STATE through the real bundled broker, seen by real MQTT clients (paho) of the
 tenants' edge nodes: the retained birth on subscribe, in each tenant account that has an edge
 node (and only there); the will when the platform is killed; the death on a clean stop; a new
-birth, with a later timestamp, after a restart."""
+birth, with a later timestamp, after a restart; all of it over MQTT with TLS too."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import ssl
+from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
 import pytest
+import trustme
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
-from plantwire.telemetry.broker import BundledBroker
+from plantwire.telemetry.accounts import Device, TenantAccount, device_username
+from plantwire.telemetry.broker import CLIENTS_CA_FILE, BundledBroker
 from plantwire.telemetry.mqtt_packets import (
     Incoming,
     MqttError,
@@ -23,9 +31,23 @@ from plantwire.telemetry.mqtt_packets import (
     publish,
     read_packet,
 )
+from plantwire.telemetry.mqtt_tls import host_tls_context, pinned_certificate
+from plantwire.telemetry.sparkplug_state import (
+    HostStatePublisher,
+    dial_address,
+    host_state_publisher,
+)
 from tests.conftest import Seed
 from tests.security.helpers import platform_of
-from tests.telemetry.conftest import MqttDevice, mqtt_device, wait_for
+from tests.telemetry.conftest import (
+    CHEAP_HASH,
+    TENANT_A,
+    MqttDevice,
+    broker_settings,
+    mqtt_device,
+    wait_for,
+)
+from tests.telemetry.sparkplug.test_host import eventually
 from tests.telemetry.sparkplug.test_provisioning import make_node
 from tests.telemetry.test_platform_kill import (  # noqa: F401 - site: a fixture
     Site,
@@ -151,3 +173,143 @@ def test_a_killed_platform_leaves_its_will_and_a_stopped_one_its_death(
         wait_for(lambda: len(states(edge)) == 4, "the death", 10)
         assert states(edge)[3] == {"online": False, "timestamp": again["timestamp"]}
         assert '"sparkplug.state_offline"' in second.output()
+
+
+# --- MQTT over TLS ---------------------------------------------------------------------------
+
+
+def tls_files(directory: Path) -> tuple[trustme.CA, dict[str, Path]]:
+    """A CA and a broker certificate for a plant's host name only (not 127.0.0.1, where the
+    host dials): ``cert`` holds the key and the chain, as operators often keep them."""
+    ca = trustme.CA()
+    server = ca.issue_cert("broker.plant.example")
+    files = {name: directory / f"{name}.pem" for name in ("cert", "key", "ca")}
+    server.private_key_and_cert_chain_pem.write_to_path(str(files["cert"]))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    return ca, files
+
+
+def device_tls(ca: trustme.CA, ca_file: Path, client: bool) -> ssl.SSLContext:
+    """An edge node's context: trusts the CA (the certificate does not name 127.0.0.1),
+    with a client certificate of that CA when ``client``."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.check_hostname = False
+    if client:
+        ca.issue_cert("edge-1.plant.example").configure_cert(context)
+    return context
+
+
+def test_over_tls_with_client_certificates_a_killed_platform_leaves_its_will(
+    site: Site,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The listener on 0.0.0.0 with TLS and client certificates required: the host dials
+    loopback, pins the listener's certificate and presents its own; an edge node over TLS
+    gets the retained birth, the will when the platform is killed, and a new birth."""
+    ca, files = tls_files(tmp_path)
+    monkeypatch.setenv("PLANTWIRE_BROKER_MQTT_HOST", "0.0.0.0")
+    monkeypatch.setenv("PLANTWIRE_BROKER_MQTT_TLS_CERT", str(files["cert"]))
+    monkeypatch.setenv("PLANTWIRE_BROKER_MQTT_TLS_KEY", str(files["key"]))
+    monkeypatch.setenv("PLANTWIRE_BROKER_MQTT_TLS_CA", str(files["ca"]))
+    first = site.start()
+    first.wait_for('"ingest.started"')
+    admin, tenant = admin_and_tenant(site)
+    body = {"name": "Plant1/Edge1", "kind": "sparkplug-node", "tenant": tenant["id"]}
+    made = httpx.post(f"{site.url}/api/v1/devices", json=body, headers=admin, timeout=10)
+    assert made.status_code == 201, made.text
+    mqtt = made.json()["mqtt"]
+    broker = cast(BundledBroker, SimpleNamespace(options=SimpleNamespace(mqtt_port=site.mqtt)))
+    tls = device_tls(ca, files["ca"], client=True)
+    with mqtt_device(broker, mqtt["username"], mqtt["password"], client_id="e1", tls=tls) as edge:
+        assert edge.connack == "Success"
+        assert edge.subscribe("spBv1.0/STATE/+") == "Granted QoS 1"
+        wait_for(lambda: len(states(edge)) == 1, "the retained birth", 10)
+        (birth,) = states(edge)
+        assert birth["online"] is True
+        first.kill()  # SIGKILL: the broker publishes the host's will
+        wait_for(lambda: len(states(edge)) == 2, "the will", 10)
+        assert states(edge)[1] == {"online": False, "timestamp": birth["timestamp"]}
+        second = site.start()
+        second.wait_for('"ingest.started"')
+        wait_for(lambda: len(states(edge)) == 3, "a new birth", 20)
+        assert states(edge)[2]["online"] is True
+        assert states(edge)[2]["timestamp"] > birth["timestamp"]
+    assert "sparkplug.state_connection_lost" not in first.output() + second.output()
+    # the listener admits exactly the host's certificate besides the operator's CA's
+    cas = (site.data / "broker" / CLIENTS_CA_FILE).read_text(encoding="ascii")
+    assert cas.startswith(files["ca"].read_text(encoding="ascii").rstrip("\n"))
+    host_cert = (site.data / "broker" / "mqtt-host-cert.pem").read_text(encoding="ascii")
+    assert cas.endswith(host_cert)
+    with mqtt_device(broker, mqtt["username"], mqtt["password"], client_id="e2") as plain:
+        assert plain.connack is None  # plain MQTT on the TLS port: no CONNACK
+
+
+async def test_over_tls_the_host_trusts_only_the_listeners_certificate(tmp_path: Path) -> None:
+    """Without client certificates: the birth and the death over TLS, seen by an edge node
+    over TLS; a host pinned to another certificate never connects."""
+    ca, files = tls_files(tmp_path)
+    settings = broker_settings(
+        tmp_path / "data",
+        broker_mqtt_tls_cert=files["cert"],
+        broker_mqtt_tls_key=files["key"],
+    )
+    broker = BundledBroker.from_settings(settings)
+    edge_node = Device("edge-1", CHEAP_HASH, "Plant1", "Edge1")
+    broker.start([TenantAccount(TENANT_A, (edge_node,))])
+    try:
+        publisher = host_state_publisher(broker, CollectorRegistry())
+        assert publisher is not None
+        stop = asyncio.Event()
+        task = asyncio.create_task(publisher.run(stop))
+        await eventually(lambda: TENANT_A in publisher.online, "the host's birth over TLS")
+        username = device_username(TENANT_A, "edge-1")
+        tls = device_tls(ca, files["ca"], client=False)
+        with mqtt_device(broker, username, client_id="e1", tls=tls) as edge:
+            assert edge.subscribe("spBv1.0/STATE/+") == "Granted QoS 1"
+            wait_for(lambda: len(states(edge)) == 1, "the retained birth")
+            born = publisher.online[TENANT_A]
+            assert states(edge) == [{"online": True, "timestamp": born}]
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            wait_for(lambda: len(states(edge)) == 2, "the death")
+            assert states(edge)[1] == {"online": False, "timestamp": born}
+
+        other = trustme.CA().issue_cert("broker.plant.example")  # same name, another key
+        other.cert_chain_pems[0].write_to_path(str(tmp_path / "other.pem"))
+        impostor = HostStatePublisher(
+            lambda: broker.tenants,
+            "plantwire",
+            ("127.0.0.1", broker.options.mqtt_port),
+            broker.endpoint.password or "",
+            tls=partial(host_tls_context, tmp_path / "other.pem"),
+            retry_seconds=(0.1,),
+        )
+        stop = asyncio.Event()
+        with capture_logs() as logs:
+            task = asyncio.create_task(impostor.run(stop))
+            await eventually(lambda: len(logs) >= 2, "two refused connections")
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        assert impostor.online == {}
+        assert all("CERTIFICATE_VERIFY_FAILED" in str(log["error"]) for log in logs), logs
+    finally:
+        broker.stop()
+
+
+def test_the_pinned_certificate_is_the_first_of_the_file(tmp_path: Path) -> None:
+    _, files = tls_files(tmp_path)
+    pinned = pinned_certificate(files["cert"])  # the key comes first in that file
+    assert pinned.startswith("-----BEGIN CERTIFICATE-----")
+    assert pinned.count("BEGIN CERTIFICATE") == 1
+    (tmp_path / "empty.pem").write_text("no PEM here\n", encoding="ascii")
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        pinned_certificate(tmp_path / "empty.pem")
+    assert [dial_address(host) for host in ("0.0.0.0", "::", "[::]", "10.0.0.5", "mqtt.lan")] == [
+        "127.0.0.1",
+        "::1",
+        "::1",
+        "10.0.0.5",
+        "mqtt.lan",
+    ]

@@ -141,7 +141,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         watch=platform.commands,
                         feed=live.publish,
                         sparkplug=SparkplugIntake(
-                            RegistrySparkplug(platform.sessions), sparkplug_metrics
+                            RegistrySparkplug(platform.sessions),
+                            sparkplug_metrics,
+                            host_id=settings.sparkplug_host_id,
+                            publishes_state=host_state is not None,
                         ),
                     )
                     background.start_soon(platform.ingest.run, stop_ingest)

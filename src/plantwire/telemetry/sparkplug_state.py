@@ -50,6 +50,7 @@ __all__ = [
     "HostStatePublisher",
     "dial_address",
     "host_state_publisher",
+    "is_state_payload",
     "state_payload",
     "state_topic",
 ]
@@ -63,6 +64,20 @@ def state_topic(host_id: str) -> str:
 
 def state_payload(online: bool, timestamp_ms: int) -> bytes:
     return json.dumps({"online": online, "timestamp": timestamp_ms}).encode()
+
+
+def is_state_payload(data: bytes) -> bool:
+    """Whether ``data`` is exactly what `state_payload` makes (of some flag and timestamp)."""
+    try:
+        found = json.loads(data)
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    if not isinstance(found, dict) or found.keys() != {"online", "timestamp"}:
+        return False
+    online, timestamp = found["online"], found["timestamp"]
+    if not isinstance(online, bool) or type(timestamp) is not int or timestamp < 0:
+        return False
+    return data == state_payload(online, timestamp)
 
 
 class HostStatePublisher:

@@ -16,7 +16,10 @@ authentication only, not a CA) in the broker's folder, and the server is given a
 its own there: the operator's CAs followed by that certificate. Go trusts a certificate found
 in the roots as it is and refuses one that is not a CA as the issuer of another, so it admits
 exactly the host's certificate besides what the operator's CAs sign; and the host's MQTT user
-still needs its password."""
+still needs its password.
+
+**An external broker** (``sparkplug_state_mqtt_url``) is not the platform's: its listener is
+checked as any TLS client checks a server, chain and host name."""
 
 from __future__ import annotations
 
@@ -31,7 +34,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["client_certificate", "host_tls_context", "pinned_certificate", "write_client_cas"]
+__all__ = [
+    "client_certificate",
+    "external_tls_context",
+    "host_tls_context",
+    "pinned_certificate",
+    "write_client_cas",
+]
 
 _PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
@@ -64,6 +73,12 @@ def host_tls_context(server_cert: Path, client: tuple[Path, Path] | None = None)
     if client is not None:
         context.load_cert_chain(*client)
     return context
+
+
+def external_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A client context for an external broker's MQTT listener: the usual checks (the chain
+    to ``ca_file``, else to the system's CAs, and the host name of the URL)."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
 
 
 def client_certificate(cert_path: Path, key_path: Path) -> bool:

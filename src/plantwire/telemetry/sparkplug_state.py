@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
@@ -41,14 +42,16 @@ from plantwire.telemetry.mqtt_packets import (
     publish,
     read_packet,
 )
-from plantwire.telemetry.mqtt_tls import host_tls_context
+from plantwire.telemetry.mqtt_tls import external_tls_context, host_tls_context
 
 if TYPE_CHECKING:
+    from plantwire.config import Settings
     from plantwire.telemetry.broker import BundledBroker
 
 __all__ = [
     "HostStatePublisher",
     "dial_address",
+    "external_state_publisher",
     "host_state_publisher",
     "is_state_payload",
     "state_payload",
@@ -292,6 +295,31 @@ def host_state_publisher(
         broker.sparkplug_host_id,
         (dial_address(options.mqtt_host), options.mqtt_port),
         broker.endpoint.password or "",
+        registry,
+        tls=context,
+    )
+
+
+def external_state_publisher(
+    settings: Settings,
+    tenants: Callable[[], Sequence[TenantAccount]],
+    registry: CollectorRegistry,
+) -> HostStatePublisher | None:
+    """The STATE publisher for an external broker (``broker_url``), when
+    ``sparkplug_state_mqtt_url`` names its MQTT listener: the operator has made the user
+    ``sparkplug-host/<tenant id>`` in each tenant account, with the permissions and the
+    password the bundled broker would give it; ``tenants``: the registry's."""
+    url, password = settings.sparkplug_state_mqtt_url, settings.sparkplug_state_mqtt_password
+    if url is None or password is None:
+        return None
+    parts = urlsplit(url)
+    secure = parts.scheme == "mqtts"
+    context = partial(external_tls_context, settings.sparkplug_state_mqtt_ca) if secure else None
+    return HostStatePublisher(
+        tenants,
+        settings.sparkplug_host_id,
+        (parts.hostname or "", parts.port or (8883 if secure else 1883)),
+        password.get_secret_value(),
         registry,
         tls=context,
     )

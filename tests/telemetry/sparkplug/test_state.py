@@ -6,6 +6,7 @@ birth, with a later timestamp, after a restart; all of it over MQTT with TLS too
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import ssl
@@ -21,8 +22,11 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from plantwire.app import create_app
+from plantwire.lifecycle import build_platform, initialise
 from plantwire.telemetry.accounts import Device, TenantAccount, device_username
 from plantwire.telemetry.broker import CLIENTS_CA_FILE, BundledBroker
+from plantwire.telemetry.devices import broker_accounts
 from plantwire.telemetry.mqtt_packets import (
     Incoming,
     MqttError,
@@ -32,12 +36,13 @@ from plantwire.telemetry.mqtt_packets import (
     read_packet,
 )
 from plantwire.telemetry.mqtt_tls import host_tls_context, pinned_certificate
+from plantwire.telemetry.natsconf import PLATFORM_USER
 from plantwire.telemetry.sparkplug_state import (
     HostStatePublisher,
     dial_address,
     host_state_publisher,
 )
-from tests.conftest import Seed
+from tests.conftest import ADMIN_PASSWORD, Seed, make_settings, seed_platform
 from tests.security.helpers import platform_of
 from tests.telemetry.conftest import (
     CHEAP_HASH,
@@ -313,3 +318,58 @@ def test_the_pinned_certificate_is_the_first_of_the_file(tmp_path: Path) -> None
         "10.0.0.5",
         "mqtt.lan",
     ]
+
+
+# --- an external NATS --------------------------------------------------------------------------
+
+
+def test_with_an_external_nats_the_host_publishes_its_state_through_its_mqtt(
+    tmp_path: Path,
+) -> None:
+    """``broker_url`` and ``sparkplug_state_mqtt_url``: a nats-server the platform does not
+    run (started here, as an operator would, with the bundled broker's account layout, which
+    has the host's users), kept in step with the registry by the operator (here: the test).
+    The host publishes its birth as ``sparkplug-host/<tenant>`` there, and its death on stop;
+    ingest ignores its own STATE."""
+    external = BundledBroker.from_settings(broker_settings(tmp_path / "external"))
+    external.start()
+    try:
+        password = external.endpoint.password or ""
+        settings = make_settings(
+            tmp_path / "data",
+            broker_url=f"nats://{PLATFORM_USER}:{password}@127.0.0.1:{external.options.nats_port}",
+            sparkplug_state_mqtt_url=f"mqtt://127.0.0.1:{external.options.mqtt_port}",
+            sparkplug_state_mqtt_password=password,
+        )
+        initialise(settings, ADMIN_PASSWORD)
+        built = build_platform(settings)
+        with contextlib.ExitStack() as edges:  # the edge node outlives the app
+            with TestClient(create_app(settings, built), raise_server_exceptions=False) as client:
+                assert built.broker is None
+                seed = seed_platform(client)
+                tenant_a = seed.tenants["a"]
+                node = make_node(client, tenant_a.headers["engineer"], "Plant1/Edge1")
+                with built.sessions() as session:  # the operator's part: users and accounts
+                    external.apply(broker_accounts(session))
+                host = built.host_state
+                assert host is not None
+                wait_for(lambda: tenant_a.id in host.online, "the host's birth", 20)
+                born = host.online[tenant_a.id]
+                mine: dict[str, str] = node["mqtt"]  # type: ignore[assignment]
+                edge = edges.enter_context(
+                    mqtt_device(external, mine["username"], mine["password"], client_id="e1")
+                )
+                assert edge.subscribe("spBv1.0/STATE/+") == "Granted QoS 1"
+                wait_for(lambda: len(states(edge)) == 1, "the retained birth")
+                assert states(edge) == [{"online": True, "timestamp": born}]
+
+                def applied() -> bool:
+                    return "plantwire_ingest_messages_total 1.0" in client.get("/metrics").text
+
+                wait_for(applied, "ingest took the host's own STATE", 10)
+                assert 'reason="state"' not in client.get("/metrics").text
+            # the app stopped: the host's death
+            wait_for(lambda: len(states(edge)) == 2, "the death", 10)
+            assert states(edge)[1] == {"online": False, "timestamp": born}
+    finally:
+        external.stop()

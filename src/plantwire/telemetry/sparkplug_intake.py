@@ -51,13 +51,16 @@ __all__ = [
 #: What the TELEMETRY stream captures of Sparkplug: edge nodes' and devices' own messages
 #: (not commands), and host applications' STATE, of every tenant.
 SPARKPLUG_SUBJECTS = [
-    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*"
-    for kind in ("NBIRTH", "NDEATH", "NDATA")
-] + [
-    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*.*"
-    for kind in ("DBIRTH", "DDEATH", "DDATA")
+    *(
+        f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*"
+        for kind in ("NBIRTH", "NDEATH", "NDATA")
+    ),
+    *(
+        f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*.*"
+        for kind in ("DBIRTH", "DDEATH", "DDATA")
+    ),
+    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.STATE.*",
 ]
-SPARKPLUG_SUBJECTS.append(f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.STATE.*")
 STATE_PREFIX = "sparkplug/"
 #: Dead letters of a node the registry does not know go under this device level.
 UNKNOWN_NODE = "_sparkplug"
@@ -145,8 +148,9 @@ class SparkplugBatch:
 
 class SparkplugIntake:
     """The host application inside ingest. ``host_id`` is the platform's Sparkplug host id;
-    ``publishes_state``: the platform publishes its STATE on this broker (the bundled one),
-    so a well-formed STATE on its own topic is its own; any other STATE is a dead letter."""
+    ``publishes_state``: the platform publishes its STATE on this broker (the bundled one, or
+    an external one's MQTT listener), so a STATE on its own topic with its payload is its
+    own; any other STATE is a dead letter."""
 
     def __init__(
         self,
@@ -271,9 +275,9 @@ class SparkplugIntake:
         return batch
 
     def _foreign_state(self, topic: HostStateTopic, data: bytes) -> str | None:
-        """None for the platform's own STATE (the bundled broker lets only the host's user
-        publish on its topic, and it publishes exactly ``state_payload``); else why this
-        STATE is refused."""
+        """None for the platform's own STATE (only the host's user may publish on its topic:
+        the bundled broker's permissions, an external one's operator; and it publishes exactly
+        ``state_payload``); else why this STATE is refused."""
         if topic.host_id != self.host_id:
             theirs, ours = topic.host_id, self.host_id
             return f"STATE of another host application {theirs!r} (this one is {ours!r})"

@@ -173,6 +173,16 @@ def test_broker_defaults_stay_on_loopback(tmp_path: Path) -> None:
         ({"sparkplug_state_mqtt_url": "mqtts://user:pw@m:8883"}, "mqtts://host:port"),
         ({"sparkplug_state_mqtt_url": "mqtts://m:99999"}, "bad port"),
         ({"sparkplug_state_mqtt_password": "x"}, "need sparkplug_state_mqtt_url"),
+        ({"sparkplug_state_mqtt_cert": "c.pem"}, "need sparkplug_state_mqtt_url"),
+        (
+            {
+                "broker_url": "nats://n:4222",
+                "sparkplug_state_mqtt_url": "mqtts://m:8883",
+                "sparkplug_state_mqtt_password": "x",
+                "sparkplug_state_mqtt_cert": "c.pem",
+            },
+            "must be given together",
+        ),
     ],
 )
 def test_unsafe_or_broken_broker_settings_are_refused(
@@ -193,7 +203,7 @@ def test_state_over_an_external_brokers_mqtt(tmp_path: Path) -> None:
     assert loaded.sparkplug_state_mqtt_password is not None
     assert loaded.sparkplug_state_mqtt_password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(loaded)
-    with pytest.raises(ConfigError, match="for an mqtts:// URL"):
+    with pytest.raises(ConfigError, match="are for an mqtts:// URL"):
         load_settings(
             tmp_path,
             broker_url="nats://nats.plant:4222",

@@ -202,6 +202,14 @@ class Settings(BaseSettings):
         description="PEM CA bundle the mqtts:// server's certificate chains to; unset: the "
         "system's CAs.",
     )
+    sparkplug_state_mqtt_cert: Path | None = Field(
+        None,
+        description="PEM client certificate (chain) the host presents to that mqtts:// "
+        "listener, when it requires one.",
+    )
+    sparkplug_state_mqtt_key: Path | None = Field(
+        None, description="PEM private key of sparkplug_state_mqtt_cert (not encrypted)."
+    )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -278,13 +286,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _state_over_mqtt(self) -> Settings:
         url = self.sparkplug_state_mqtt_url
+        tls_files = (self.sparkplug_state_mqtt_ca, self.sparkplug_state_mqtt_cert)
         if url is None:
-            if self.sparkplug_state_mqtt_password or self.sparkplug_state_mqtt_ca:
+            if self.sparkplug_state_mqtt_password or any(tls_files):
                 raise ValueError(
-                    "sparkplug_state_mqtt_password and sparkplug_state_mqtt_ca need "
+                    "sparkplug_state_mqtt_password, _ca, _cert and _key need "
                     "sparkplug_state_mqtt_url"
                 )
             return self
+        if (self.sparkplug_state_mqtt_cert is None) != (self.sparkplug_state_mqtt_key is None):
+            raise ValueError(
+                "sparkplug_state_mqtt_cert and sparkplug_state_mqtt_key must be given together"
+            )
         if self.broker_url is None:
             raise ValueError(
                 "sparkplug_state_mqtt_url is for an external broker (broker_url); the bundled "
@@ -298,8 +311,8 @@ class Settings(BaseSettings):
                 f"sparkplug_state_mqtt_url {url!r} is beyond loopback: the password would "
                 "cross the network in clear; use mqtts://"
             )
-        if parts.scheme == "mqtt" and self.sparkplug_state_mqtt_ca is not None:
-            raise ValueError("sparkplug_state_mqtt_ca is for an mqtts:// URL")
+        if parts.scheme == "mqtt" and any(tls_files):
+            raise ValueError("sparkplug_state_mqtt_ca, _cert and _key are for an mqtts:// URL")
         return self
 
     @model_validator(mode="after")

@@ -75,10 +75,16 @@ def host_tls_context(server_cert: Path, client: tuple[Path, Path] | None = None)
     return context
 
 
-def external_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+def external_tls_context(
+    ca_file: Path | None, client: tuple[Path, Path] | None = None
+) -> ssl.SSLContext:
     """A client context for an external broker's MQTT listener: the usual checks (the chain
-    to ``ca_file``, else to the system's CAs, and the host name of the URL)."""
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    to ``ca_file``, else to the system's CAs, and the host name of the URL), presenting
+    ``client`` (certificate, key) when given."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    if client is not None:
+        context.load_cert_chain(*client)
+    return context
 
 
 def client_certificate(cert_path: Path, key_path: Path) -> bool:

@@ -314,7 +314,11 @@ def external_state_publisher(
         return None
     parts = urlsplit(url)
     secure = parts.scheme == "mqtts"
-    context = partial(external_tls_context, settings.sparkplug_state_mqtt_ca) if secure else None
+    cert, key = settings.sparkplug_state_mqtt_cert, settings.sparkplug_state_mqtt_key
+    client = (cert, key) if cert is not None and key is not None else None
+    context = None
+    if secure:
+        context = partial(external_tls_context, settings.sparkplug_state_mqtt_ca, client)
     return HostStatePublisher(
         tenants,
         settings.sparkplug_host_id,

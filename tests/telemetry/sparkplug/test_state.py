@@ -183,11 +183,13 @@ def test_a_killed_platform_leaves_its_will_and_a_stopped_one_its_death(
 # --- MQTT over TLS ---------------------------------------------------------------------------
 
 
-def tls_files(directory: Path) -> tuple[trustme.CA, dict[str, Path]]:
+def tls_files(
+    directory: Path, name: str = "broker.plant.example"
+) -> tuple[trustme.CA, dict[str, Path]]:
     """A CA and a broker certificate for a plant's host name only (not 127.0.0.1, where the
     host dials): ``cert`` holds the key and the chain, as operators often keep them."""
     ca = trustme.CA()
-    server = ca.issue_cert("broker.plant.example")
+    server = ca.issue_cert(name)
     files = {name: directory / f"{name}.pem" for name in ("cert", "key", "ca")}
     server.private_key_and_cert_chain_pem.write_to_path(str(files["cert"]))
     server.private_key_pem.write_to_path(str(files["key"]))
@@ -323,23 +325,45 @@ def test_the_pinned_certificate_is_the_first_of_the_file(tmp_path: Path) -> None
 # --- an external NATS --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("scheme", ["mqtt", "mqtts"])
 def test_with_an_external_nats_the_host_publishes_its_state_through_its_mqtt(
-    tmp_path: Path,
+    tmp_path: Path, scheme: str
 ) -> None:
     """``broker_url`` and ``sparkplug_state_mqtt_url``: a nats-server the platform does not
     run (started here, as an operator would, with the bundled broker's account layout, which
     has the host's users), kept in step with the registry by the operator (here: the test).
     The host publishes its birth as ``sparkplug-host/<tenant>`` there, and its death on stop;
-    ingest ignores its own STATE."""
-    external = BundledBroker.from_settings(broker_settings(tmp_path / "external"))
+    ingest ignores its own STATE. ``mqtts``: the listener requires client certificates of
+    the operator's CA, and the host presents the one it was given."""
+    ca, files = tls_files(tmp_path, "localhost")
+    secure = scheme == "mqtts"
+    listener: dict[str, Path] = {}
+    state_tls: dict[str, Path] = {}
+    if secure:
+        listener = {
+            "broker_mqtt_tls_cert": files["cert"],
+            "broker_mqtt_tls_key": files["key"],
+            "broker_mqtt_tls_ca": files["ca"],
+        }
+        issued = ca.issue_cert("plantwire-host")
+        issued.cert_chain_pems[0].write_to_path(str(tmp_path / "host-cert.pem"))
+        issued.private_key_pem.write_to_path(str(tmp_path / "host-key.pem"))
+        state_tls = {
+            "sparkplug_state_mqtt_ca": files["ca"],
+            "sparkplug_state_mqtt_cert": tmp_path / "host-cert.pem",
+            "sparkplug_state_mqtt_key": tmp_path / "host-key.pem",
+        }
+    external = BundledBroker.from_settings(broker_settings(tmp_path / "external", **listener))
     external.start()
     try:
         password = external.endpoint.password or ""
+        host = "localhost" if secure else "127.0.0.1"  # the name the certificate holds
         settings = make_settings(
             tmp_path / "data",
             broker_url=f"nats://{PLATFORM_USER}:{password}@127.0.0.1:{external.options.nats_port}",
-            sparkplug_state_mqtt_url=f"mqtt://127.0.0.1:{external.options.mqtt_port}",
+            sparkplug_state_mqtt_url=f"{scheme}://{host}:{external.options.mqtt_port}",
             sparkplug_state_mqtt_password=password,
+            **state_tls,
         )
         initialise(settings, ADMIN_PASSWORD)
         built = build_platform(settings)
@@ -351,13 +375,16 @@ def test_with_an_external_nats_the_host_publishes_its_state_through_its_mqtt(
                 node = make_node(client, tenant_a.headers["engineer"], "Plant1/Edge1")
                 with built.sessions() as session:  # the operator's part: users and accounts
                     external.apply(broker_accounts(session))
-                host = built.host_state
-                assert host is not None
-                wait_for(lambda: tenant_a.id in host.online, "the host's birth", 20)
-                born = host.online[tenant_a.id]
+                publisher = built.host_state
+                assert publisher is not None
+                wait_for(lambda: tenant_a.id in publisher.online, "the host's birth", 20)
+                born = publisher.online[tenant_a.id]
                 mine: dict[str, str] = node["mqtt"]  # type: ignore[assignment]
+                tls = device_tls(ca, files["ca"], client=True) if secure else None
                 edge = edges.enter_context(
-                    mqtt_device(external, mine["username"], mine["password"], client_id="e1")
+                    mqtt_device(
+                        external, mine["username"], mine["password"], client_id="e1", tls=tls
+                    )
                 )
                 assert edge.subscribe("spBv1.0/STATE/+") == "Granted QoS 1"
                 wait_for(lambda: len(states(edge)) == 1, "the retained birth")

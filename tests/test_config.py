@@ -156,6 +156,33 @@ def test_broker_defaults_stay_on_loopback(tmp_path: Path) -> None:
         ({"broker_mqtt_tls_ca": "ca.pem"}, "broker_mqtt_tls_ca needs"),
         ({"broker_url": "http://nats.example:4222"}, "nats:// or tls://"),
         ({"broker_url": "nats://"}, "nats:// or tls://"),
+        ({"sparkplug_state_mqtt_url": "mqtts://mqtt.plant:8883"}, "external broker"),
+        (
+            {"broker_url": "nats://n:4222", "sparkplug_state_mqtt_url": "mqtts://m:8883"},
+            "needs sparkplug_state_mqtt_password",
+        ),
+        (
+            {
+                "broker_url": "nats://n:4222",
+                "sparkplug_state_mqtt_url": "mqtt://m:1883",
+                "sparkplug_state_mqtt_password": "x",
+            },
+            "beyond loopback",
+        ),
+        ({"sparkplug_state_mqtt_url": "https://m:8883"}, "mqtts://host:port"),
+        ({"sparkplug_state_mqtt_url": "mqtts://user:pw@m:8883"}, "mqtts://host:port"),
+        ({"sparkplug_state_mqtt_url": "mqtts://m:99999"}, "bad port"),
+        ({"sparkplug_state_mqtt_password": "x"}, "need sparkplug_state_mqtt_url"),
+        ({"sparkplug_state_mqtt_cert": "c.pem"}, "need sparkplug_state_mqtt_url"),
+        (
+            {
+                "broker_url": "nats://n:4222",
+                "sparkplug_state_mqtt_url": "mqtts://m:8883",
+                "sparkplug_state_mqtt_password": "x",
+                "sparkplug_state_mqtt_cert": "c.pem",
+            },
+            "must be given together",
+        ),
     ],
 )
 def test_unsafe_or_broken_broker_settings_are_refused(
@@ -163,6 +190,27 @@ def test_unsafe_or_broken_broker_settings_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(tmp_path, **overrides)
+
+
+def test_state_over_an_external_brokers_mqtt(tmp_path: Path) -> None:
+    loaded = load_settings(
+        tmp_path,
+        broker_url="nats://nats.plant:4222",
+        sparkplug_state_mqtt_url="mqtts://mqtt.plant:8883",
+        sparkplug_state_mqtt_password="s3cret",
+        sparkplug_state_mqtt_ca="ca.pem",
+    )
+    assert loaded.sparkplug_state_mqtt_password is not None
+    assert loaded.sparkplug_state_mqtt_password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(loaded)
+    with pytest.raises(ConfigError, match="are for an mqtts:// URL"):
+        load_settings(
+            tmp_path,
+            broker_url="nats://nats.plant:4222",
+            sparkplug_state_mqtt_url="mqtt://127.0.0.1:1883",
+            sparkplug_state_mqtt_password="s3cret",
+            sparkplug_state_mqtt_ca="ca.pem",
+        )
 
 
 def test_mqtt_beyond_loopback_with_tls(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from plantwire.telemetry.broker_metrics import BrokerMetrics, poll_periodically
 from plantwire.telemetry.command_routes import router as commands_router
 from plantwire.telemetry.commands import CommandWatch
 from plantwire.telemetry.deadletter_routes import router as dead_letters_router
-from plantwire.telemetry.devices import RegistryDevices, broker_follower
+from plantwire.telemetry.devices import RegistryAccounts, RegistryDevices, broker_follower
 from plantwire.telemetry.ingest import Ingest, IngestMetrics
 from plantwire.telemetry.live import LiveHub, LiveMetrics, LiveOptions
 from plantwire.telemetry.retention import retention_plans
@@ -47,7 +47,11 @@ from plantwire.telemetry.retention_routes import router as retention_router
 from plantwire.telemetry.routes import router as devices_router
 from plantwire.telemetry.sparkplug_intake import SparkplugIntake, SparkplugMetrics
 from plantwire.telemetry.sparkplug_registry import RegistrySparkplug
-from plantwire.telemetry.sparkplug_state import HostStatePublisher, host_state_publisher
+from plantwire.telemetry.sparkplug_state import (
+    HostStatePublisher,
+    external_state_publisher,
+    host_state_publisher,
+)
 from plantwire.telemetry.store import StoreError
 from plantwire.telemetry.upkeep import Retention, UpkeepMetrics, maintain_periodically
 
@@ -87,7 +91,15 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         platform.account_listeners.append(follow)
         follow()
     host_state = platform.host_state = host_state_publisher(platform.broker, platform.metrics)
-    if host_state is not None:  # told after the broker has the change
+    if platform.broker is None:  # an external broker: its MQTT listener, if configured
+        registry_accounts = RegistryAccounts(platform.sessions)
+        host_state = platform.host_state = external_state_publisher(
+            settings, registry_accounts, platform.metrics
+        )
+        if host_state is not None:
+            registry_accounts.refresh()
+            platform.account_listeners.append(registry_accounts.refresh)
+    if host_state is not None:  # told after the broker (or the list) has the change
         platform.account_listeners.append(host_state.changed)
 
     upkeep_metrics = UpkeepMetrics(platform.metrics)
@@ -141,7 +153,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                         watch=platform.commands,
                         feed=live.publish,
                         sparkplug=SparkplugIntake(
-                            RegistrySparkplug(platform.sessions), sparkplug_metrics
+                            RegistrySparkplug(platform.sessions),
+                            sparkplug_metrics,
+                            host_id=settings.sparkplug_host_id,
+                            publishes_state=host_state is not None,
                         ),
                     )
                     background.start_soon(platform.ingest.run, stop_ingest)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -188,6 +188,28 @@ class Settings(BaseSettings):
         description="A live stream ends after this long; the client reconnects (and "
         "authenticates again).",
     )
+    sparkplug_state_mqtt_url: str | None = Field(
+        None,
+        description="With broker_url: the external server's MQTT listener (mqtts://host:port, "
+        "or mqtt:// on loopback), where the host publishes its STATE as the user "
+        "sparkplug-host/<tenant id> in each tenant account with an edge node.",
+    )
+    sparkplug_state_mqtt_password: SecretStr | None = Field(
+        None, description="The password of those users (the operator gives them all this one)."
+    )
+    sparkplug_state_mqtt_ca: Path | None = Field(
+        None,
+        description="PEM CA bundle the mqtts:// server's certificate chains to; unset: the "
+        "system's CAs.",
+    )
+    sparkplug_state_mqtt_cert: Path | None = Field(
+        None,
+        description="PEM client certificate (chain) the host presents to that mqtts:// "
+        "listener, when it requires one.",
+    )
+    sparkplug_state_mqtt_key: Path | None = Field(
+        None, description="PEM private key of sparkplug_state_mqtt_cert (not encrypted)."
+    )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -238,6 +260,60 @@ class Settings(BaseSettings):
         if parts.scheme not in ("nats", "tls") or not parts.hostname:
             raise ValueError(f"broker_url {value!r} is not a nats:// or tls:// URL")
         return value
+
+    @field_validator("sparkplug_state_mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError when out of range
+        except ValueError:
+            raise ValueError(f"sparkplug_state_mqtt_url {value!r} has a bad port") from None
+        if (
+            parts.scheme not in ("mqtt", "mqtts")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path not in ("", "/")
+        ):
+            raise ValueError(
+                f"sparkplug_state_mqtt_url {value!r} is not mqtt://host:port or "
+                "mqtts://host:port (the password goes in sparkplug_state_mqtt_password)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _state_over_mqtt(self) -> Settings:
+        url = self.sparkplug_state_mqtt_url
+        tls_files = (self.sparkplug_state_mqtt_ca, self.sparkplug_state_mqtt_cert)
+        if url is None:
+            if self.sparkplug_state_mqtt_password or any(tls_files):
+                raise ValueError(
+                    "sparkplug_state_mqtt_password, _ca, _cert and _key need "
+                    "sparkplug_state_mqtt_url"
+                )
+            return self
+        if (self.sparkplug_state_mqtt_cert is None) != (self.sparkplug_state_mqtt_key is None):
+            raise ValueError(
+                "sparkplug_state_mqtt_cert and sparkplug_state_mqtt_key must be given together"
+            )
+        if self.broker_url is None:
+            raise ValueError(
+                "sparkplug_state_mqtt_url is for an external broker (broker_url); the bundled "
+                "broker's STATE needs no setting"
+            )
+        if self.sparkplug_state_mqtt_password is None:
+            raise ValueError("sparkplug_state_mqtt_url needs sparkplug_state_mqtt_password")
+        parts = urlsplit(url)
+        if parts.scheme == "mqtt" and not _is_loopback(parts.hostname or ""):
+            raise ValueError(
+                f"sparkplug_state_mqtt_url {url!r} is beyond loopback: the password would "
+                "cross the network in clear; use mqtts://"
+            )
+        if parts.scheme == "mqtt" and any(tls_files):
+            raise ValueError("sparkplug_state_mqtt_ca, _cert and _key are for an mqtts:// URL")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

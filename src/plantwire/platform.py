@@ -54,7 +54,8 @@ class Platform:
     # live streams of devices' points, fed by ingest after each commit; closed when the
     # server begins to shut down (serving.PlatformServer) and by the app's shutdown
     live: LiveHub | None = None
-    # the Sparkplug host's STATE in each tenant account with an edge node (bundled broker)
+    # the Sparkplug host's STATE in each tenant account with an edge node (the bundled
+    # broker, or an external one's MQTT listener given sparkplug_state_mqtt_url)
     host_state: HostStatePublisher | None = None
 
     def accounts_changed(self) -> None:

@@ -37,6 +37,7 @@ import structlog
 from plantwire.config import Settings
 from plantwire.telemetry.account_purge import PurgeError, purge_account
 from plantwire.telemetry.accounts import TenantAccount, account_name, tenant_of_account
+from plantwire.telemetry.mqtt_tls import client_certificate, write_client_cas
 from plantwire.telemetry.natsconf import (
     PLATFORM_USER,
     SYSTEM_USER,
@@ -61,6 +62,8 @@ _log = structlog.get_logger("plantwire.broker")
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _PASSWORD_FILE = "platform-password"
+#: The CA file of MQTT client certificates the server is given (mqtt_tls.write_client_cas)
+CLIENTS_CA_FILE = "mqtt-client-cas.pem"
 #: Healthy: serving, JetStream included, every stream on disk recovered.
 _HEALTHY = "/healthz"
 #: Started: serving with JetStream on, whatever the state on disk.
@@ -115,6 +118,7 @@ def nats_server_binary() -> Path:
 
 
 def server_options(settings: Settings) -> ServerOptions:
+    directory = (settings.data_dir / "broker").resolve()
     tls = None
     if settings.broker_mqtt_tls_cert is not None and settings.broker_mqtt_tls_key is not None:
         ca = settings.broker_mqtt_tls_ca
@@ -122,9 +126,10 @@ def server_options(settings: Settings) -> ServerOptions:
             settings.broker_mqtt_tls_cert.resolve(),
             settings.broker_mqtt_tls_key.resolve(),
             ca.resolve() if ca is not None else None,
+            directory / CLIENTS_CA_FILE if ca is not None else None,
         )
     return ServerOptions(
-        directory=(settings.data_dir / "broker").resolve(),
+        directory=directory,
         nats_port=settings.broker_nats_port,
         monitor_port=settings.broker_monitor_port,
         mqtt_host=settings.broker_mqtt_host,
@@ -207,6 +212,7 @@ class BundledBroker:
                 raise BrokerError(f"the broker runs already (pid {self.pid})")
             self.options.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._load_platform_password()
+            self._write_client_cas()
             self._tenants = tuple(tenants)
             survivor = self._survivor()
             if survivor is not None:
@@ -468,6 +474,21 @@ class BundledBroker:
             # password needs no slow hash to withstand guessing
             cheap = bcrypt.hashpw(password.encode("ascii"), bcrypt.gensalt(4))
             self._host_password_hash = cheap.decode("ascii")
+
+    def _write_client_cas(self) -> None:
+        """With client certificates required on MQTT: the host's own client certificate
+        (made once) and the CA file the server checks clients against, the operator's CAs
+        and that certificate (read at every start)."""
+        tls = self.options.mqtt_tls
+        if tls is None or tls.ca is None or tls.clients_ca is None:
+            return
+        cert, key = self.options.host_client_cert
+        try:
+            if client_certificate(cert, key):
+                _log.info("broker.host_certificate_made", cert=str(cert))
+            write_client_cas(tls.ca, cert, tls.clients_ca)
+        except OSError as error:
+            raise BrokerError(f"cannot write the MQTT client CA file: {error}") from error
 
     def _host(self) -> tuple[str, str] | None:
         if self.sparkplug_host_id is None:

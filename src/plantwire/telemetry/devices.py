@@ -35,6 +35,7 @@ from plantwire.telemetry.tables import Device, DeviceMetric
 
 __all__ = [
     "MqttSecret",
+    "RegistryAccounts",
     "RegistryDevices",
     "broker_accounts",
     "broker_follower",
@@ -158,6 +159,27 @@ class _BrokerFollower:
             self._broker.apply(tenants)
         except BrokerError as error:
             _log.error("broker.out_of_step", error=str(error), tenants=len(tenants))
+
+
+class RegistryAccounts:
+    """The registry's tenant accounts as they were at the last ``refresh()`` (call it from a
+    thread that may block, e.g. as an account listener): what the Sparkplug host publishes its
+    STATE to on an external broker, which plantwire reads nothing of and does not configure."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self.tenants: tuple[accounts.TenantAccount, ...] = ()
+
+    def refresh(self) -> None:
+        """Read them again; a registry that cannot be read keeps the last ones (logged)."""
+        try:
+            with self._sessions() as session:
+                self.tenants = tuple(broker_accounts(session))
+        except SQLAlchemyError as error:
+            _log.error("devices.accounts_unread", error=str(error))
+
+    def __call__(self) -> tuple[accounts.TenantAccount, ...]:
+        return self.tenants
 
 
 class RegistryDevices:

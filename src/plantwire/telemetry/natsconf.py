@@ -78,6 +78,9 @@ class MqttTls:
     cert: Path
     key: Path
     ca: Path | None = None  # set: clients must present a certificate signed by it
+    #: set (with ``ca``): the CA file the server is given instead, ``ca`` followed by the
+    #: Sparkplug host's own client certificate (``mqtt_tls.write_client_cas``)
+    clients_ca: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,11 @@ class ServerOptions:
     @property
     def log_file(self) -> Path:
         return self.directory / "nats.log"
+
+    @property
+    def host_client_cert(self) -> tuple[Path, Path]:
+        """The Sparkplug host's MQTT client certificate and key, when clients need one."""
+        return self.directory / "mqtt-host-cert.pem", self.directory / "mqtt-host-key.pem"
 
     @property
     def jetstream_dir(self) -> Path:
@@ -187,8 +195,9 @@ def _mqtt_block(options: ServerOptions) -> list[str]:
             f"    cert_file: {_q(str(tls.cert))}",
             f"    key_file: {_q(str(tls.key))}",
         ]
-        if tls.ca is not None:
-            block += [f"    ca_file: {_q(str(tls.ca))}", "    verify: true"]
+        ca = tls.clients_ca or tls.ca
+        if ca is not None:
+            block += [f"    ca_file: {_q(str(ca))}", "    verify: true"]
         block.append("  }")
     block.append("}")
     return block

@@ -6,7 +6,12 @@ a batch set the metric metadata of their node or device in the registry, once pe
 
 Ingest calls `SparkplugIntake.decode` for the Sparkplug messages of a batch (in a worker
 thread: the registry is SQL) and gets back the dead letters, the rebirth requests to
-publish and the states to commit with the batch's checkpoint."""
+publish and the states to commit with the batch's checkpoint.
+
+A host application's STATE (``spBv1.0/STATE/<host id>``) in a tenant's account reaches the
+stream too: the platform's own (its host id, its payload) is acked and ignored; any other —
+another host's, which an external NATS may let through, or a payload on the platform's topic
+that it did not publish — is a dead letter (reason ``state``) and stops nothing."""
 
 from __future__ import annotations
 
@@ -24,11 +29,13 @@ from plantwire.telemetry.payloads import PayloadError
 from plantwire.telemetry.sparkplug.descriptions import MetricDescription
 from plantwire.telemetry.sparkplug.host import NodeKey, SparkplugHost, rebirth_request
 from plantwire.telemetry.sparkplug.topics import (
+    HostStateTopic,
     MessageType,
     Topic,
     parse_subject,
     topic_to_subject,
 )
+from plantwire.telemetry.sparkplug_state import is_state_payload
 from plantwire.telemetry.store import PointBatch, TimeSeriesStore
 
 __all__ = [
@@ -42,13 +49,17 @@ __all__ = [
 ]
 
 #: What the TELEMETRY stream captures of Sparkplug: edge nodes' and devices' own messages
-#: (not commands, not STATE) of every tenant.
+#: (not commands), and host applications' STATE, of every tenant.
 SPARKPLUG_SUBJECTS = [
-    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*"
-    for kind in ("NBIRTH", "NDEATH", "NDATA")
-] + [
-    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*.*"
-    for kind in ("DBIRTH", "DDEATH", "DDATA")
+    *(
+        f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*"
+        for kind in ("NBIRTH", "NDEATH", "NDATA")
+    ),
+    *(
+        f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.*.{kind}.*.*"
+        for kind in ("DBIRTH", "DDEATH", "DDATA")
+    ),
+    f"{TELEMETRY_PREFIX}.*.{SPARKPLUG_NAMESPACE}.STATE.*",
 ]
 STATE_PREFIX = "sparkplug/"
 #: Dead letters of a node the registry does not know go under this device level.
@@ -136,7 +147,10 @@ class SparkplugBatch:
 
 
 class SparkplugIntake:
-    """The host application inside ingest."""
+    """The host application inside ingest. ``host_id`` is the platform's Sparkplug host id;
+    ``publishes_state``: the platform publishes its STATE on this broker (the bundled one, or
+    an external one's MQTT listener), so a STATE on its own topic with its payload is its
+    own; any other STATE is a dead letter."""
 
     def __init__(
         self,
@@ -144,10 +158,15 @@ class SparkplugIntake:
         metrics: SparkplugMetrics,
         host: SparkplugHost | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        host_id: str = "plantwire",
+        publishes_state: bool = False,
     ) -> None:
         self.directory = directory
         self.metrics = metrics
         self.host = host or SparkplugHost()
+        self.host_id = host_id
+        self.publishes_state = publishes_state
         self._clock = clock
 
     @staticmethod
@@ -188,10 +207,12 @@ class SparkplugIntake:
             except PayloadError as error:
                 batch.letters.append((index, UNKNOWN_NODE, error.reason, error.detail))
                 continue
-            if not isinstance(topic, Topic) or topic.message_type in (
-                MessageType.NCMD,
-                MessageType.DCMD,
-            ):
+            if isinstance(topic, HostStateTopic):
+                refused_state = self._foreign_state(topic, data)
+                if refused_state is not None:
+                    batch.letters.append((index, UNKNOWN_NODE, "state", refused_state))
+                continue  # the platform's own: nothing to apply
+            if topic.message_type in (MessageType.NCMD, MessageType.DCMD):
                 batch.letters.append((index, UNKNOWN_NODE, "topic", f"{local} is not taken"))
                 continue
             node_id = self.directory.node(tenant, topic.group_id, topic.edge_node_id)
@@ -252,6 +273,25 @@ class SparkplugIntake:
         if described:
             self._describe(described)
         return batch
+
+    def _foreign_state(self, topic: HostStateTopic, data: bytes) -> str | None:
+        """None for the platform's own STATE (only the host's user may publish on its topic:
+        the bundled broker's permissions, an external one's operator; and it publishes exactly
+        ``state_payload``); else why this STATE is refused."""
+        if topic.host_id != self.host_id:
+            theirs, ours = topic.host_id, self.host_id
+            return f"STATE of another host application {theirs!r} (this one is {ours!r})"
+        if not self.publishes_state:
+            return (
+                f"STATE on this platform's host id {self.host_id!r}, which it does not publish "
+                "on this broker: another application uses the id"
+            )
+        if not is_state_payload(data):
+            return (
+                'not the STATE this host publishes ({"online": <bool>, "timestamp": <ms>}): '
+                "another application uses the id, or the payload was changed"
+            )
+        return None
 
     def _describe(self, births: Mapping[tuple[str, str], Sequence[MetricDescription]]) -> None:
         """The births' metric metadata into the registry. A failing registry stops nothing:

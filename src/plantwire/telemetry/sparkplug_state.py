@@ -9,7 +9,7 @@ subscribers but never retained). So the host connects over MQTT into each tenant
 has a Sparkplug edge node — one connection per such tenant, as the broker's user
 ``sparkplug-host/<tenant>`` that may publish this STATE and nothing else — and each
 connection carries its own will. Killing the platform closes them all, and the broker
-publishes every will."""
+publishes every will. With MQTT over TLS the connections are TLS too (``mqtt_tls``)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ import asyncio
 import contextlib
 import json
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
@@ -39,11 +42,21 @@ from plantwire.telemetry.mqtt_packets import (
     publish,
     read_packet,
 )
+from plantwire.telemetry.mqtt_tls import external_tls_context, host_tls_context
 
 if TYPE_CHECKING:
+    from plantwire.config import Settings
     from plantwire.telemetry.broker import BundledBroker
 
-__all__ = ["HostStatePublisher", "host_state_publisher", "state_payload", "state_topic"]
+__all__ = [
+    "HostStatePublisher",
+    "dial_address",
+    "external_state_publisher",
+    "host_state_publisher",
+    "is_state_payload",
+    "state_payload",
+    "state_topic",
+]
 
 _log = structlog.get_logger("plantwire.sparkplug")
 
@@ -54,6 +67,20 @@ def state_topic(host_id: str) -> str:
 
 def state_payload(online: bool, timestamp_ms: int) -> bytes:
     return json.dumps({"online": online, "timestamp": timestamp_ms}).encode()
+
+
+def is_state_payload(data: bytes) -> bool:
+    """Whether ``data`` is exactly what `state_payload` makes (of some flag and timestamp)."""
+    try:
+        found = json.loads(data)
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    if not isinstance(found, dict) or found.keys() != {"online", "timestamp"}:
+        return False
+    online, timestamp = found["online"], found["timestamp"]
+    if not isinstance(online, bool) or type(timestamp) is not int or timestamp < 0:
+        return False
+    return data == state_payload(online, timestamp)
 
 
 class HostStatePublisher:
@@ -69,6 +96,7 @@ class HostStatePublisher:
         password: str,
         registry: CollectorRegistry | None = None,
         *,
+        tls: Callable[[], ssl.SSLContext] | None = None,
         keepalive: int = 30,
         timeout: float = 10.0,
         retry_seconds: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0),
@@ -79,6 +107,7 @@ class HostStatePublisher:
         self._tenants = tenants
         self._address = address
         self._password = password
+        self._tls = tls  # called for each connection: renewed certificate files are read
         self._keepalive = keepalive
         self._timeout = timeout
         self._retry = retry_seconds
@@ -137,7 +166,8 @@ class HostStatePublisher:
             try:
                 await self._connected(tenant_id, ended)
                 attempt = 0
-            except (OSError, MqttError, TimeoutError) as error:
+            # OSError includes ssl.SSLError; ValueError: a certificate file holds none
+            except (OSError, MqttError, TimeoutError, ValueError) as error:
                 _log.warning("sparkplug.state_connection_lost", tenant=tenant_id, error=str(error))
             finally:
                 self.online.pop(tenant_id, None)
@@ -153,7 +183,10 @@ class HostStatePublisher:
         connection is refused or lost."""
         timestamp = self._last_ms = max(int(self._clock() * 1000), self._last_ms + 1)
         host, port = self._address
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self._timeout)
+        context = self._tls() if self._tls is not None else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), self._timeout
+        )
         buffer = bytearray()
         acks: asyncio.Queue[int] = asyncio.Queue()
 
@@ -231,21 +264,66 @@ class HostStatePublisher:
                 await writer.wait_closed()
 
 
+def dial_address(listen_host: str) -> str:
+    """Where to reach a listener bound to ``listen_host``: loopback for the wildcard
+    addresses, else the address or name itself."""
+    host = listen_host.removeprefix("[").removesuffix("]")
+    if host in ("", "0.0.0.0"):  # noqa: S104 - matched, not bound
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
 def host_state_publisher(
     broker: BundledBroker | None, registry: CollectorRegistry
 ) -> HostStatePublisher | None:
     """The STATE publisher of the bundled broker's host user; None without a bundled broker
-    (an external one's accounts are not ours), a host id, or with MQTT over TLS (not yet)."""
+    (an external one's accounts are not ours) or a host id. With MQTT over TLS it pins the
+    listener's certificate and, when clients need one, presents the host's own
+    (``mqtt_tls``)."""
     if broker is None or broker.sparkplug_host_id is None:
         return None
     options = broker.options
-    if options.mqtt_tls is not None:
-        _log.warning("sparkplug.state_unpublished", reason="MQTT over TLS is not supported yet")
-        return None
-    return HostStatePublisher(  # without TLS the listener is on loopback (config.py)
+    tls = options.mqtt_tls
+    context: Callable[[], ssl.SSLContext] | None = None
+    if tls is not None:
+        client = options.host_client_cert if tls.clients_ca is not None else None
+        context = partial(host_tls_context, tls.cert, client)
+    return HostStatePublisher(
         lambda: broker.tenants,
         broker.sparkplug_host_id,
-        (options.mqtt_host, options.mqtt_port),
+        (dial_address(options.mqtt_host), options.mqtt_port),
         broker.endpoint.password or "",
         registry,
+        tls=context,
+    )
+
+
+def external_state_publisher(
+    settings: Settings,
+    tenants: Callable[[], Sequence[TenantAccount]],
+    registry: CollectorRegistry,
+) -> HostStatePublisher | None:
+    """The STATE publisher for an external broker (``broker_url``), when
+    ``sparkplug_state_mqtt_url`` names its MQTT listener: the operator has made the user
+    ``sparkplug-host/<tenant id>`` in each tenant account, with the permissions and the
+    password the bundled broker would give it; ``tenants``: the registry's."""
+    url, password = settings.sparkplug_state_mqtt_url, settings.sparkplug_state_mqtt_password
+    if url is None or password is None:
+        return None
+    parts = urlsplit(url)
+    secure = parts.scheme == "mqtts"
+    cert, key = settings.sparkplug_state_mqtt_cert, settings.sparkplug_state_mqtt_key
+    client = (cert, key) if cert is not None and key is not None else None
+    context = None
+    if secure:
+        context = partial(external_tls_context, settings.sparkplug_state_mqtt_ca, client)
+    return HostStatePublisher(
+        tenants,
+        settings.sparkplug_host_id,
+        (parts.hostname or "", parts.port or (8883 if secure else 1883)),
+        password.get_secret_value(),
+        registry,
+        tls=context,
     )

@@ -104,6 +104,8 @@ def float32(value: float) -> float:
         ("Int32", 1.0, "value"),
         ("Float", 1e39, "value"),
         ("Double", float("nan"), "value"),
+        ("Double", 10**400, "value"),  # JSON integers have no bound; a double has
+        ("DoubleArray", [1, 10**400], "value"),
         ("Boolean", 1, "value"),
         ("String", 5, "value"),
         ("Int32Array", 1, "value"),

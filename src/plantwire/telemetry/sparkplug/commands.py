@@ -110,11 +110,20 @@ def _native(datatype: DataType, value: CommandValue) -> MetricValue:
             return [_moment(item) for item in value]
         items: Any = list(value)  # the codec checks each item against the type
         if datatype in (T.FloatArray, T.DoubleArray):  # JSON writes 2.0 as 2
-            items = [float(item) if type(item) is int else item for item in items]
+            items = [_float(item, datatype) if type(item) is int else item for item in items]
         return items  # type: ignore[no-any-return]
     if isinstance(value, list):
         raise PayloadError("value", f"a {datatype.name} value is not a list")
     return value
+
+
+def _float(number: int, datatype: DataType) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # JSON integers have no bound
+        raise PayloadError(
+            "value", f"an integer of {number.bit_length()} bits is too large for a {datatype.name}"
+        ) from None
 
 
 def _moment(value: object) -> datetime:

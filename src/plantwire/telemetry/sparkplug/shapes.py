@@ -6,7 +6,7 @@
 * A Template's shape is what its birth value says of the instance: ``template_ref`` (the
   definition it is of), ``version``, its parameters' names and types, and its members'
   names and data types — with the shape of members that are DataSets or Templates in turn.
-  Eclipse Sparkplug 3.0.0, 6.4.7 "Template": an instance in an NBIRTH or DBIRTH "MUST include
+  Eclipse Sparkplug 3.0.0, "Template": an instance in an NBIRTH or DBIRTH "MUST include
   all members that were included in the corresponding Template Definition", so the birth's
   instance is the whole of it. A definition (``is_definition``) keeps its shape too, marked.
 

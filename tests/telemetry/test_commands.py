@@ -117,6 +117,7 @@ async def test_commands_are_refused_rightly(
         ({"metric": "setpoint", "value": "high"}, 422),  # wrong type
         ({"metric": "setpoint", "value": True}, 422),  # a boolean is not a number
         ({"metric": "mode", "value": 3}, 422),
+        ({"metric": "setpoint", "value": {"value": 1.0}}, 422),  # objects: Sparkplug only
         ({"metric": "setpoint"}, 422),
     ]
     for body, status in bad:

@@ -56,7 +56,8 @@ class CommandIn(BaseModel):
     metric: MetricName
     value: CommandValue = Field(
         description="Of the metric's declared type. A Sparkplug metric also takes a DateTime "
-        "(epoch ms or ISO 8601 with a zone), Bytes or File (base64) or an array (a list)."
+        "(epoch ms or ISO 8601 with a zone), Bytes or File (base64), an array (a list), or a "
+        "DataSet or Template (an object as the query API shows a stored one, or its JSON text)."
     )
 
 
@@ -229,7 +230,7 @@ async def send_command(
         message = command_message(command.id, command.metric, command.value, command.sent_at)
     key = (checked.tenant_id, device_id, command.metric)
     # the read-back is compared in the store's form (a datetime, bytes), not the record's
-    expected = command.value if sparkplug is None else sparkplug[1].value
+    expected = command.value if sparkplug is None else sparkplug[1].expected
     watch.expect(key, command.id, expected, command.deadline)
     confirmed = watch.waiter(command.id)
     try:

@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 import structlog
 from sqlalchemy import update
@@ -20,15 +21,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from plantwire.telemetry.tables import DeviceCommand
 
-__all__ = ["CommandWatch", "command_message", "same_value", "status_of"]
+__all__ = ["CommandWatch", "ReadBack", "command_message", "same_value", "status_of"]
 
 _log = structlog.get_logger("plantwire.commands")
 
 Key = tuple[str, str, str]  # tenant, device, metric
 
 
+@runtime_checkable
+class ReadBack(Protocol):
+    """A commanded value that a read-back confirms by more than equality (a Sparkplug
+    Template's, which a node may report only in part: `sparkplug.commands.MembersReadBack`)."""
+
+    def matches(self, reported: object) -> bool: ...
+
+
 def same_value(commanded: object, reported: object) -> bool:
-    """Equal and of one type (``True`` is not ``1``; an int read back is a float's)."""
+    """Equal and of one type (``True`` is not ``1``; an int read back is a float's), or
+    what a `ReadBack` matches."""
+    if isinstance(commanded, ReadBack):
+        return commanded.matches(reported)
     if isinstance(commanded, bool) or isinstance(reported, bool):
         return type(commanded) is type(reported) and commanded == reported
     return commanded == reported

@@ -1,10 +1,13 @@
 """Sparkplug commands through the command API and the real bundled broker: a paho client
 acting as the edge node gets the NCMD or DCMD on its topic, typed by its birth (read with
 our codec and with pysparkplug), answers with NDATA/DDATA, and the command is confirmed by
-that read-back. Refusals: metrics, types, ranges, roles, tenants, nodes offline."""
+that read-back; DataSet and Template values too, checked against the birth's shapes.
+Refusals: metrics, types, ranges, shapes, roles, tenants, nodes offline."""
 
 from __future__ import annotations
 
+import copy
+import json
 import struct
 import threading
 from datetime import UTC, datetime
@@ -17,7 +20,14 @@ from sqlalchemy import select
 from plantwire.security.tables import AuditEntry
 from plantwire.telemetry.broker import BundledBroker
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
-from plantwire.telemetry.sparkplug.model import DataSet, DataType, Metric, Payload
+from plantwire.telemetry.sparkplug.model import (
+    DataSet,
+    DataType,
+    Metric,
+    Parameter,
+    Payload,
+    Template,
+)
 from tests.conftest import Seed
 from tests.security.helpers import assert_problem, platform_of
 from tests.telemetry.conftest import MqttDevice, mqtt_device
@@ -38,7 +48,27 @@ NODE_METRICS = [
     Metric(name="Blob", alias=7, datatype=T.Bytes, value=b""),
     Metric(name="Table", alias=8, datatype=T.DataSet, value=DataSet(["a"], [T.Int32], [[1]])),
 ]
-DEVICE_METRICS = [Metric(name="Speed", alias=10, datatype=T.Double, value=100.0)]
+VALVE = Template(  # an instance of the definition _types_/Valve the NBIRTH gives
+    [
+        Metric("open", None, None, T.Boolean, False),
+        Metric("flow", None, None, T.Float, 0.0),
+        Metric("curve", None, None, T.DataSet, DataSet(["t", "v"], [T.DateTime, T.Double])),
+    ],
+    [Parameter("size", T.Int32, 50)],
+    "1",
+    "_types_/Valve",
+)
+NODE_METRICS.append(
+    Metric(
+        "_types_/Valve",
+        datatype=T.Template,
+        value=Template(VALVE.metrics, VALVE.parameters, "1", None, is_definition=True),
+    )
+)
+DEVICE_METRICS = [
+    Metric(name="Speed", alias=10, datatype=T.Double, value=100.0),
+    Metric(name="Valve", alias=11, datatype=T.Template, value=VALVE),
+]
 # Ghost: not in the birth
 WRITABLE = ["Setpoint", "Mode", "Limit", "Curve", "Stamp", "Blob", "Table", "Ghost"]
 
@@ -63,13 +93,31 @@ class EdgeNode:
         self.mqtt = mqtt
         self.seq = 0
         self.handled = 0
+        self.instances = {  # the templates it holds, by alias
+            metric.alias: copy.deepcopy(metric.value)
+            for metric in DEVICE_METRICS
+            if isinstance(metric.value, Template)
+        }
 
     def publish(self, kind: str, payload: Payload, device: str | None = None) -> None:
         payload.seq = self.seq
         self.seq = (self.seq + 1) % 256
         topic = f"spBv1.0/{G}/{kind}/Edge1" + (f"/{device}" if device else "")
-        births = kind.endswith("BIRTH")
-        self.mqtt.publish(topic, encode_payload(payload, include_datatypes=births))
+        # types in births; in data for templates too, whose members the birth does not type
+        typed = kind.endswith("BIRTH") or any(m.datatype is T.Template for m in payload.metrics)
+        self.mqtt.publish(topic, encode_payload(payload, include_datatypes=typed))
+
+    def applied(self, metric: Metric) -> Metric:
+        """A Template command applied to the instance the node holds, which it reports whole
+        (every member); any other metric as it came."""
+        held = self.instances.get(metric.alias)
+        if held is None or not isinstance(metric.value, Template):
+            return metric
+        members = {member.name: member for member in metric.value.metrics}
+        held.metrics = [members.get(member.name, member) for member in held.metrics]
+        parameters = {parameter.name: parameter for parameter in metric.value.parameters}
+        held.parameters = [parameters.get(p.name, p) for p in held.parameters]
+        return Metric(None, metric.alias, metric.timestamp, T.Template, copy.deepcopy(held))
 
     def born(self) -> None:
         self.publish("NBIRTH", Payload(timestamp=TS, metrics=list(NODE_METRICS)))
@@ -86,7 +134,10 @@ class EdgeNode:
             device = topic.split("/")[4] if "/DCMD/" in topic else None
             self.publish(
                 "DDATA" if device else "NDATA",
-                Payload(timestamp=payload.timestamp, metrics=payload.metrics),
+                Payload(
+                    timestamp=payload.timestamp,
+                    metrics=[self.applied(metric) for metric in payload.metrics],
+                ),
                 device,
             )
         self.handled = len(received)
@@ -295,6 +346,7 @@ async def test_sparkplug_commands_are_refused_rightly(
             ({"metric": "Setpoint", "value": "high"}, "cannot be str"),
             ({"metric": "Setpoint", "value": True}, "cannot be bool"),
             ({"metric": "Setpoint", "value": 1e39}, "too large for a Float"),
+            ({"metric": "Setpoint", "value": 10**40}, "too large for a Float"),  # no 500
             ({"metric": "Limit", "value": 300}, "out of the Int8 range"),
             ({"metric": "Limit", "value": 1.0}, "cannot be float"),
             ({"metric": "Mode", "value": 3}, "not a string"),
@@ -302,7 +354,11 @@ async def test_sparkplug_commands_are_refused_rightly(
             ({"metric": "Curve", "value": [1, "two"]}, "cannot hold"),
             ({"metric": "Stamp", "value": "2026-11-30T10:00:00"}, "has no time zone"),
             ({"metric": "Blob", "value": "not base64!"}, "not base64"),
-            ({"metric": "Table", "value": []}, "which commands do not write"),
+            ({"metric": "Table", "value": []}, "an object, not a list"),
+            ({"metric": "Table", "value": {"rows": [["x"]]}}, "row 0, column 'a': "),
+            ({"metric": "Table", "value": {"columns": ["b"], "rows": []}}, 'has columns ["a"]'),
+            ({"metric": "Table", "value": {"rows": [[1, 2]]}}, "row 0 is not a list of 1 cells"),
+            ({"metric": "Table", "value": "{oops"}, "given as text is not JSON"),
         ]
         for body, detail in bad:
             problem = assert_problem(client.post(commands, json=body, headers=operator), 422)
@@ -325,3 +381,126 @@ async def test_sparkplug_commands_are_refused_rightly(
         refused = client.post(commands, json=ok, headers=operator)
         assert "offline" in assert_problem(refused, 409)["detail"]
     assert len(client.get(commands, headers=operator).json()["items"]) == 1
+
+
+async def test_dataset_and_template_commands_are_typed_by_the_birth_and_read_back(
+    with_broker: tuple[TestClient, Seed, BundledBroker],
+) -> None:
+    """A DataSet (NCMD) as ``/latest`` shows it, edited or as it is, and some members and a
+    parameter of a Template instance (DCMD): the node reads the birth's columns and types and
+    the template's members typed by its birth; it reports the DataSet back as it came and the
+    Template whole (as firmware holding the instance does), and each command is confirmed.
+    Values the birth's shapes do not take are 422."""
+    client, seed, broker = with_broker
+    tenant = seed.tenants["a"]
+    operator, engineer = tenant.headers["operator"], tenant.headers["engineer"]
+    node, credentials = await born_node(client, seed, broker)
+    commands = f"{DEVICES}/{node['id']}/commands?wait=10"
+    with mqtt_device(broker, credentials["username"], credentials["password"]) as mqtt:
+        assert mqtt.subscribe(NCMD) == "Granted QoS 1"
+        assert mqtt.subscribe(DCMD) == "Granted QoS 1"
+        edge = EdgeNode(mqtt)
+        edge.born()
+        press = await made(client, engineer, "press-1")
+        declare(client, engineer, press["id"], ["Valve"])
+        to_press = f"{DEVICES}/{press['id']}/commands?wait=10"
+        latest = f"{DEVICES}/{node['id']}/latest"
+        await eventually(lambda: "Table" in got(client, latest, operator), "the birth's Table")
+        shown = got(client, latest, operator)["Table"]["value"]
+        assert shown == '{"columns":["a"],"types":["Int32"],"rows":[[1]]}'
+        edited = {**json.loads(shown), "rows": [[5], [-6], [None]]}
+        valve = {
+            "metrics": [
+                {"name": "open", "value": True},
+                {"name": "curve", "value": {"rows": [["2026-11-30T11:00:00+01:00", 2]]}},
+            ],
+            "parameters": [{"name": "size", "value": 80}],
+        }
+        stop = threading.Event()
+        firmware = edge.echo(stop)
+        try:
+            sent = [
+                client.post(commands, json={"metric": "Table", "value": edited}, headers=operator),
+                client.post(commands, json={"metric": "Table", "value": shown}, headers=operator),
+                client.post(to_press, json={"metric": "Valve", "value": valve}, headers=operator),
+            ]
+        finally:
+            stop.set()
+            firmware.join()
+        for answer in sent:
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["status"] == "confirmed", answer.json()
+        assert sent[0].json()["value"] == (
+            '{"columns":["a"],"types":["Int32"],"rows":[[5],[-6],[null]]}'
+        )
+        assert sent[1].json()["value"] == shown
+        assert json.loads(sent[2].json()["value"]) == {
+            "template_ref": "_types_/Valve",
+            "version": "1",
+            "is_definition": False,
+            "parameters": [{"name": "size", "type": "Int32", "value": 80}],
+            "metrics": [
+                {"name": "open", "datatype": "Boolean", "value": True},
+                {
+                    "name": "curve",
+                    "datatype": "DataSet",
+                    "value": {
+                        "columns": ["t", "v"],
+                        "types": ["DateTime", "Double"],
+                        "rows": [["2026-11-30T10:00:00.000Z", 2.0]],
+                    },
+                },
+            ],
+        }
+        # what went out, read with our codec
+        assert [topic for topic, _ in edge.commands()] == [NCMD, NCMD, DCMD]
+        tables = [decode_payload(data).metrics[0] for _, data in edge.commands()[:2]]
+        assert [(m.name, m.alias, m.datatype) for m in tables] == [(None, 8, T.DataSet)] * 2
+        assert [m.value for m in tables] == [
+            DataSet(["a"], [T.Int32], [[5], [-6], [None]]),
+            DataSet(["a"], [T.Int32], [[1]]),
+        ]
+        (written,) = decode_payload(edge.commands()[2][1]).metrics
+        assert (written.name, written.alias, written.datatype) == (None, 11, T.Template)
+        moment = datetime(2026, 11, 30, 10, tzinfo=UTC)
+        assert written.value == Template(
+            [
+                Metric("open", None, None, T.Boolean, True),
+                Metric(
+                    "curve",
+                    None,
+                    None,
+                    T.DataSet,
+                    DataSet(["t", "v"], [T.DateTime, T.Double], [[moment, 2.0]]),
+                ),
+            ],
+            [Parameter("size", T.Int32, 80)],
+            "1",
+            "_types_/Valve",
+        )
+        # the node reported the instance whole: flow, not written, is there as it was
+        reported = json.loads(
+            got(client, f"{DEVICES}/{press['id']}/latest", operator)["Valve"]["value"]
+        )
+        assert [(m["name"], m["value"]) for m in reported["metrics"]][:2] == [
+            ("open", True),
+            ("flow", 0.0),
+        ]
+        bad: list[tuple[object, str]] = [
+            ({"metrics": [{"name": "stuck", "value": True}]}, "has no member 'stuck'"),
+            ({"metrics": [{"name": "open", "value": "yes"}]}, "member 'open': a Boolean cannot"),
+            (
+                {"metrics": [{"name": "flow", "datatype": "Double", "value": 1}]},
+                "member 'flow' is a Float, not \"Double\"",
+            ),
+            ({"parameters": [{"name": "size", "value": 2**40}]}, "parameter 'size': "),
+            ({"template_ref": "_types_/Pump", "metrics": []}, "of template '_types_/Valve'"),
+            ({"metrics": []}, "writes no member or parameter"),
+            ({"is_definition": True}, "not a definition"),
+            (7, "not a number"),
+        ]
+        for value, detail in bad:
+            body = {"metric": "Valve", "value": value}
+            problem = assert_problem(client.post(to_press, json=body, headers=operator), 422)
+            assert detail in problem["detail"], (value, problem)
+        assert len(edge.commands()) == 3  # none of those was sent

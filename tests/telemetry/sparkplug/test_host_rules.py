@@ -1,11 +1,20 @@
 """The host application's rules without I/O: bad births, wrong data types, the rebirth rate
-limit, and its state surviving serialisation."""
+limit, and its state (shapes of DataSets and Templates included) surviving serialisation."""
 
 from __future__ import annotations
 
 from plantwire.telemetry.sparkplug.codec import encode_payload
 from plantwire.telemetry.sparkplug.host import NodeState, SparkplugHost
-from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload, PropertyValue
+from plantwire.telemetry.sparkplug.model import (
+    DataSet,
+    DataType,
+    Metric,
+    Parameter,
+    Payload,
+    PropertyValue,
+    Template,
+)
+from plantwire.telemetry.sparkplug.shapes import Member, TableShape, TemplateShape
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic
 
 T = DataType
@@ -92,3 +101,51 @@ def test_times_the_store_cannot_hold_are_refused_not_stored() -> None:
     )
     assert fine.refused is None
     assert [(group.ms, group.values) for group in fine.grouped] == [(253_402_300_799_999, [2.0])]
+
+
+def test_births_keep_the_shape_of_datasets_and_templates_in_the_state() -> None:
+    """A DataSet's columns and types, a template instance's ref, version, parameters and
+    members (nested ones too) are kept with the certificate and survive its serialisation;
+    a metric born null has none, and states written before shapes were kept still load."""
+    valve = Template(
+        [
+            Metric("open", None, None, T.Boolean, False),
+            Metric("log", None, None, T.DataSet, DataSet(["v"], [T.Float], [[1.0]])),
+            Metric("pump", None, None, T.Template, Template([], [], None, "Pump")),
+        ],
+        [Parameter("size", T.Int32, 50)],
+        "1",
+        "Valve",
+    )
+    born = payload(
+        0,
+        Metric("Table", 1, None, T.DataSet, DataSet(["a", "b"], [T.Int8, T.Text], [[1, "x"]])),
+        Metric("Valve", 2, None, T.Template, valve),
+        Metric("Empty", 3, None, T.DataSet),
+    )
+    host = SparkplugHost()
+    assert host.apply("t", NBIRTH, born, 0, now=0.0).refused is None
+    certificate = host.nodes[("t", "G", "E")].birth
+    assert certificate is not None
+    assert certificate.shapes == {
+        "Table": TableShape(("a", "b"), (T.Int8, T.Text)),
+        "Valve": TemplateShape(
+            "Valve",
+            "1",
+            False,
+            (("size", T.Int32),),
+            (
+                Member("open", T.Boolean),
+                Member("log", T.DataSet, TableShape(("v",), (T.Float,))),
+                Member("pump", T.Template, TemplateShape("Pump", None, False, (), ())),
+            ),
+        ),
+    }
+    state = dict(host.changes())[("t", "G", "E")]
+    again = NodeState.from_bytes(state)
+    assert again.birth == certificate
+    assert again.to_bytes() == state
+    older = b'{"online":true,"bd_seq":0,"seq":3,"birth_ms":1,"metrics":[["T",1,16]],"devices":{}}'
+    loaded = NodeState.from_bytes(older).birth
+    assert loaded is not None
+    assert (loaded.types, loaded.shapes) == ({"T": T.DataSet}, {})

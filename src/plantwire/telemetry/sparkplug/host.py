@@ -3,8 +3,9 @@ points to store, refusals, and rebirth requests out.
 
 Eclipse Sparkplug 3.0.0, chapter 5 "Operational Behavior": per edge node the host keeps
 whether it is online, the ``bdSeq`` of its NBIRTH, the ``seq`` of its last message (0-255,
-wrapping) and its *birth certificate* — each metric's name, alias and data type — and one
-certificate per device from its DBIRTH.
+wrapping) and its *birth certificate* — each metric's name, alias and data type, and the
+shape of its DataSets and Templates (`shapes`) — and one certificate per device from its
+DBIRTH.
 
 * NBIRTH replaces the node's certificate (its devices must be born again); DBIRTH a device's.
   The outcome of a birth also describes its metrics (`descriptions`: unit, description) for
@@ -31,12 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plantwire.telemetry.payloads import PayloadError
+from plantwire.telemetry.sparkplug import shapes
 from plantwire.telemetry.sparkplug.arrays import MAX_MS
 from plantwire.telemetry.sparkplug.codec import decode_payload, encode_payload
 from plantwire.telemetry.sparkplug.descriptions import MetricDescription, describe
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
 from plantwire.telemetry.sparkplug.points import store_quality, store_value
 from plantwire.telemetry.sparkplug.quick import Group, Plan, plan, quick_samples
+from plantwire.telemetry.sparkplug.shapes import Shape, shape_of
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic
 from plantwire.telemetry.store.model import Quality, Value
 
@@ -61,10 +64,12 @@ NodeKey = tuple[str, str, str]
 
 @dataclass(slots=True)
 class Certificate:
-    """What a birth declared: each metric's data type by name, and names by alias."""
+    """What a birth declared: each metric's data type by name, names by alias, and the shape
+    of DataSet and Template metrics born with a value (`shapes`; what commands check)."""
 
     types: dict[str, DataType] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
+    shapes: dict[str, Shape] = field(default_factory=dict)
     _plan: Plan | None = field(default=None, repr=False, compare=False)
 
     def plan(self) -> Plan:
@@ -89,6 +94,9 @@ class Certificate:
                     raise PayloadError("birth", f"the birth gives alias {metric.alias} twice")
                 certificate.names[metric.alias] = metric.name
             certificate.types[metric.name] = metric.datatype
+            shape = shape_of(metric)
+            if shape is not None:
+                certificate.shapes[metric.name] = shape
         return certificate
 
     def datatypes(self) -> dict[int | str, DataType]:
@@ -99,16 +107,26 @@ class Certificate:
         return known
 
     def to_json(self) -> list[list[Any]]:
+        """``[name, alias, type]`` a metric, and its shape fourth when it has one."""
         aliases = {name: alias for alias, name in self.names.items()}
-        return [[name, aliases.get(name), int(kind)] for name, kind in self.types.items()]
+        rows: list[list[Any]] = []
+        for name, kind in self.types.items():
+            row: list[Any] = [name, aliases.get(name), int(kind)]
+            shape = self.shapes.get(name)
+            if shape is not None:
+                row.append(shapes.to_json(shape))
+            rows.append(row)
+        return rows
 
     @classmethod
     def from_json(cls, rows: list[list[Any]]) -> Certificate:
         certificate = cls()
-        for name, alias, kind in rows:
+        for name, alias, kind, *shape in rows:  # states before shapes were kept have none
             certificate.types[name] = DataType(kind)
             if alias is not None:
                 certificate.names[alias] = name
+            if shape:
+                certificate.shapes[name] = shapes.from_json(shape[0])
         return certificate
 
 

@@ -143,18 +143,28 @@ def write_scalar(proto: Any, datatype: DataType, value: Any) -> None:
     elif field in ("float_value", "double_value"):
         if type(value) not in (float, int):
             raise wrong_type(datatype, value)
-        if datatype is DataType.Float:
-            try:
-                _FLOAT32.pack(value)
-            except OverflowError:
-                raise PayloadError("value", f"{value} is too large for a Float") from None
-        setattr(proto, field, float(value))
+        try:  # an int past a double's range too
+            number = float(value)
+            if datatype is DataType.Float:
+                _FLOAT32.pack(number)
+        except OverflowError:
+            raise PayloadError(
+                "value", f"{_shown(value)} is too large for a {datatype.name}"
+            ) from None
+        setattr(proto, field, number)
     elif datatype is DataType.Boolean:
         if type(value) is not bool:
             raise wrong_type(datatype, value)
         proto.boolean_value = value
     else:
         proto.string_value = text(value)
+
+
+def _shown(number: float) -> str:
+    """A number in a message (an int past a double's range has too many digits to print)."""
+    if isinstance(number, float):
+        return str(number)
+    return f"an integer of {number.bit_length()} bits"
 
 
 def wrong_type(datatype: DataType, value: Any) -> PayloadError:

@@ -92,8 +92,11 @@ class Gateway:
             bd_seq_file=data_dir / "bdseq",
         )
         self.modbus = ModbusConnector(config.modbus_devices, self._samples)
+        #: samples the connectors handed over since the start (changed or not)
+        self.polled = 0
 
     def _samples(self, samples: Sequence[Sample]) -> None:
+        self.polled += len(samples)
         self.uplink.submit(
             [
                 BufferedPoint(

@@ -102,7 +102,10 @@ def test_values_without_a_sparkplug_type_are_refused_with_the_reason() -> None:
     cases = [
         (ua.Variant(ua.LocalizedText("x")), "OPC UA LocalizedText has no Sparkplug B data type"),
         (ua.Variant([b"a"], V.ByteString), "OPC UA arrays of ByteString has no Sparkplug B"),
-        (ua.Variant([[1, 2], [3, 4]], V.Int32, Dimensions=[2, 2]), "2-dimensional array"),
+        (
+            ua.Variant([[1, 2], [3, 4]], V.Int32, Dimensions=[ua.Int32(2), ua.Int32(2)]),
+            "2-dimensional array",
+        ),
         (ua.Variant(None, V.Null), "a Null value carries no type"),
     ]
     for variant, reason in cases:

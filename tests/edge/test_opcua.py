@@ -247,17 +247,16 @@ async def test_browse_lists_variables_for_configs(port: int) -> None:
 
 async def test_server_restart_is_reported_stale_then_data_resumes(port: int) -> None:
     queue: asyncio.Queue[OpcUaSample] = asyncio.Queue()
-    first = await make_server(port)
-    second = await make_server(port)  # made now: a server's init takes about a second
-    await first.server.start()
-    connector = OpcUaConnector(config(first, [press(first, "Temperature")]), queue.put)
+    plant = await make_server(port)
+    await plant.server.start()
+    connector = OpcUaConnector(config(plant, [press(plant, "Temperature")]), queue.put)
     async with running(connector):
         try:
             await sample_of(queue, "Temperature", value=20.0)
-            await first.set("Temperature", 25.0)
+            await plant.set("Temperature", 25.0)
             await sample_of(queue, "Temperature", value=25.0)
         finally:
-            await first.stop()
+            await plant.stop()  # sockets closed, sessions and subscriptions gone
 
         stale = await sample_of(queue, "Temperature", quality=0)
         assert stale.value == 25.0  # the last value, now bad
@@ -267,11 +266,12 @@ async def test_server_restart_is_reported_stale_then_data_resumes(port: int) -> 
         await asyncio.sleep(1.0)  # attempts fail while the server is down
         assert queue.empty()  # reported stale once, not at every attempt
 
+        await plant.set("Temperature", 30.0)  # changed while the server was down
         started = time.monotonic()
-        async with serving(second):
+        async with serving(plant):  # the same address space, on the same port
             await connector.wait_connected(5)
-            assert (await sample_of(queue, "Temperature")).value == 20.0  # the new server's
-            await second.set("Temperature", 26.0)
+            assert (await sample_of(queue, "Temperature")).value == 30.0
+            await plant.set("Temperature", 26.0)
             resumed = await sample_of(queue, "Temperature", value=26.0)
             assert resumed.quality == 192
             assert time.monotonic() - started < 5
@@ -339,10 +339,12 @@ async def test_write_back_converts_to_the_nodes_type(port: int) -> None:
 
 
 async def test_write_back_refuses_what_the_config_does_not_allow(port: int) -> None:
-    plant = await make_server(port)
+    nodes = (
+        NodeConfig("Setpoint", "press-1", "ns=2;s=Press1.Setpoint"),
+        NodeConfig("Pressure", "press-1", "ns=2;s=Press1.Pressure", writable=True),
+    )
     queue: asyncio.Queue[OpcUaSample] = asyncio.Queue()
-    nodes = [press(plant, "Setpoint"), press(plant, "Pressure", writable=True)]
-    connector = OpcUaConnector(config(plant, nodes), queue.put)
+    connector = OpcUaConnector(OpcUaServerConfig(f"opc.tcp://127.0.0.1:{port}", nodes), queue.put)
     not_writable = await connector.write("press-1", "Setpoint", 1)
     assert (not_writable.ok, not_writable.status) == (False, ua.StatusCodes.BadUserAccessDenied)
     offline = await connector.write("press-1", "Pressure", 1.0)

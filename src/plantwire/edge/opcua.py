@@ -287,6 +287,7 @@ class OpcUaConnector:
                     self._error(f"connection lost: {lost}")
                 except _CONNECTION_ERRORS as error:
                     self._error(f"{type(error).__name__}: {error}")
+                _raise_if_cancelled()
                 if self._connected.is_set():  # a subscribed connection ended
                     self._connected.clear()
                     self._connected_since = None
@@ -311,6 +312,7 @@ class OpcUaConnector:
     async def _session(self) -> None:
         client = await connect_client(self.config)
         try:
+            _raise_if_cancelled()
             subscription = await self._subscribe(client)
             self._client = client
             self._connected_since = self._clock()
@@ -548,6 +550,14 @@ class OpcUaConnector:
             )
         status = results[0]
         return WriteResult(status.is_good(), status.value, status.name)
+
+
+def _raise_if_cancelled() -> None:
+    """Raise the CancelledError of a cancel that asyncua swallowed: its connect and teardown
+    catch CancelledError while they wait for their own tasks, and may eat ours with it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _refusal(status: int, reason: str) -> WriteResult:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asyncua import ua
@@ -28,21 +30,28 @@ from plantwire.edge.opcua_config import NodeConfig, OpcUaServerConfig, SecurityM
 from plantwire.edge.opcua_types import epoch_ms
 from plantwire.telemetry.sparkplug.model import DataType
 from tests.conftest import free_ports
-from tests.edge.opcua_server import GUID, TYPED, WHEN, PlantServer, make_server
+from tests.edge.opcua_server import GUID, TYPED, WHEN, PlantServer, SilentProxy, make_server
 
 pytestmark = pytest.mark.timeout(60)
 
-FAST = {"publishing_ms": 50.0, "keepalive_s": 0.3, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+
+def config(plant: PlantServer, nodes: Iterable[NodeConfig], **options: Any) -> OpcUaServerConfig:
+    """The plant's server with short intervals: publishing 50 ms, a probe every 0.3 s,
+    reconnects after 0.2 s doubling up to 1 s."""
+    fast = OpcUaServerConfig(
+        plant.endpoint,
+        tuple(nodes),
+        publishing_ms=50.0,
+        keepalive_s=0.3,
+        reconnect_min_s=0.2,
+        reconnect_max_s=1.0,
+    )
+    return dataclasses.replace(fast, **options)
 
 
-def config(plant: PlantServer, nodes: Iterable[NodeConfig], **options: object) -> OpcUaServerConfig:
-    settings: dict[str, object] = {**FAST, **options}
-    return OpcUaServerConfig(plant.endpoint, tuple(nodes), **settings)  # type: ignore[arg-type]
-
-
-def press(plant: PlantServer, name: str, **options: object) -> NodeConfig:
-    settings: dict[str, object] = {"sampling_ms": 20.0, **options}
-    return NodeConfig(name, "press-1", plant.node_id(f"Press1.{name}"), **settings)  # type: ignore[arg-type]
+def press(plant: PlantServer, name: str, **options: Any) -> NodeConfig:
+    node = NodeConfig(name, "press-1", plant.node_id(f"Press1.{name}"), sampling_ms=20.0)
+    return dataclasses.replace(node, **options)
 
 
 @contextlib.asynccontextmanager
@@ -279,6 +288,30 @@ async def test_server_restart_is_reported_stale_then_data_resumes(port: int) -> 
             assert health.reconnects == 1
             assert health.failed_connects >= 1
             assert health.state == ConnectionState.CONNECTED
+
+
+async def test_a_silent_connection_is_noticed_by_the_keepalive(port: int) -> None:
+    async with serving(await make_server(port)) as plant:
+        proxy = SilentProxy(port)
+        endpoint = f"opc.tcp://127.0.0.1:{await proxy.start()}"
+        queue: asyncio.Queue[OpcUaSample] = asyncio.Queue()
+        nodes = (press(plant, "Temperature"),)
+        settings = config(plant, nodes, endpoint=endpoint, timeout_s=1.0)
+        connector = OpcUaConnector(settings, queue.put)
+        try:
+            async with running(connector):
+                await sample_of(queue, "Temperature", value=20.0)
+                proxy.silent = True  # no error, no closed socket: only silence
+                started = time.monotonic()
+                stale = await sample_of(queue, "Temperature", quality=0)
+                assert time.monotonic() - started < 3  # keepalive 0.3 s, request timeout 1 s
+                assert stale.status == ua.StatusCodes.BadNotConnected
+                proxy.silent = False
+                await plant.set("Temperature", 27.0)
+                await sample_of(queue, "Temperature", value=27.0, within=10)
+                assert connector.health().reconnects == 1
+        finally:
+            await proxy.stop()
 
 
 async def test_a_server_that_is_not_there_is_retried(port: int) -> None:

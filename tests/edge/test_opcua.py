@@ -432,3 +432,33 @@ async def test_signed_and_encrypted_with_a_password(port: int, tmp_path: Path) -
                     await asyncio.sleep(0.05)
                 assert rejected.health().state != ConnectionState.CONNECTED
                 assert rejected.health().failed_connects >= 1
+
+
+async def test_unreadable_keys_are_reported_and_retried(port: int, tmp_path: Path) -> None:
+    cert, _ = await _certificate(
+        tmp_path, "gateway", "urn:plantwire:gateway", ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    nodes = (NodeConfig("Temperature", "press-1", "ns=2;s=Press1.Temperature"),)
+    settings = OpcUaServerConfig(
+        f"opc.tcp://127.0.0.1:{port}",
+        nodes,
+        security_mode=SecurityMode.SIGN,
+        security_policy="Basic256Sha256",
+        certificate=cert,
+        private_key=garbage,
+        server_certificate=cert,
+        reconnect_min_s=0.1,
+    )
+    queue: asyncio.Queue[OpcUaSample] = asyncio.Queue()
+    connector = OpcUaConnector(settings, queue.put)
+    async with running(connector, connected=False):
+        for _ in range(100):
+            if connector.health().failed_connects >= 2:
+                break
+            await asyncio.sleep(0.05)
+        health = connector.health()
+        assert health.failed_connects >= 2  # retried, the loop alive
+        assert health.last_error is not None
+        assert health.last_error.startswith("UaError: cannot load the certificate or key")

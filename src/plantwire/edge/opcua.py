@@ -190,13 +190,16 @@ async def connect_client(config: OpcUaServerConfig) -> Client:
         if config.certificate is None or config.private_key is None:  # the config checks
             raise ValueError("a secured connection needs a certificate and its key")
         server_certificate = config.server_certificate
-        await client.set_security(
-            _POLICIES[config.security_policy],
-            str(config.certificate),
-            str(config.private_key),
-            server_certificate=None if server_certificate is None else str(server_certificate),
-            mode=_MODES[config.security_mode],
-        )
+        try:
+            await client.set_security(
+                _POLICIES[config.security_policy],
+                str(config.certificate),
+                str(config.private_key),
+                server_certificate=None if server_certificate is None else str(server_certificate),
+                mode=_MODES[config.security_mode],
+            )
+        except ValueError as error:  # cryptography's, for a file that is no key or certificate
+            raise ua.UaError(f"cannot load the certificate or key: {error}") from error
     await client.connect(auto_reconnect=False)
     return client
 
@@ -210,10 +213,13 @@ def _builtin(data_type: object) -> ua.VariantType | None:
 
 
 async def _close(client: Client) -> None:
+    """Close the session if the server still answers; the socket in any case."""
     try:
         await asyncio.wait_for(client.disconnect(), _CLOSE_TIMEOUT)
     except _CONNECTION_ERRORS as error:
         _log.debug("closing the OPC UA client: %r", error)
+    finally:
+        client.disconnect_socket()
 
 
 class OpcUaConnector:

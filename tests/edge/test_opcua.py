@@ -19,13 +19,8 @@ from asyncua.crypto import cert_gen
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from plantwire.edge.buffer import BufferedPoint
-from plantwire.edge.opcua import (
-    ConnectionState,
-    OpcUaConnector,
-    OpcUaSample,
-    browse_variables,
-    connect_client,
-)
+from plantwire.edge.opcua import ConnectionState, OpcUaConnector, OpcUaSample, connect_client
+from plantwire.edge.opcua_browse import browse_variables
 from plantwire.edge.opcua_config import NodeConfig, OpcUaServerConfig, SecurityMode
 from plantwire.edge.opcua_types import epoch_ms
 from plantwire.telemetry.sparkplug.model import DataType

@@ -27,7 +27,7 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -39,9 +39,8 @@ from asyncua.crypto import security_policies
 from plantwire.edge.buffer import BufferedPoint, PointValue
 from plantwire.edge.opcua_config import NodeConfig, OpcUaServerConfig, SecurityMode
 from plantwire.edge.opcua_types import (
-    SCALAR_TYPES,
     UnsupportedValue,
-    browse_path_text,
+    declared_type,
     epoch_ms,
     metric_type,
     metric_value,
@@ -52,14 +51,12 @@ from plantwire.edge.opcua_types import (
 from plantwire.telemetry.sparkplug.model import DataType
 
 __all__ = [
-    "BrowsedVariable",
     "ConnectionState",
     "ConnectorHealth",
     "OpcUaConnector",
     "OpcUaSample",
     "SampleSink",
     "WriteResult",
-    "browse_variables",
     "connect_client",
 ]
 
@@ -73,13 +70,6 @@ _POLICIES: Final[dict[str, type[security_policies.SecurityPolicy]]] = {
 _MODES: Final[dict[SecurityMode, ua.MessageSecurityMode]] = {
     SecurityMode.SIGN: ua.MessageSecurityMode.Sign,
     SecurityMode.SIGN_AND_ENCRYPT: ua.MessageSecurityMode.SignAndEncrypt,
-}
-#: The DataType attribute's NodeId (namespace 0) of the built-in types and of the two
-#: subtypes servers use most; other types are learnt from the first value.
-_DECLARED: Final[dict[int, ua.VariantType]] = {
-    **{int(variant_type): variant_type for variant_type in SCALAR_TYPES},
-    290: ua.VariantType.Double,  # Duration
-    294: ua.VariantType.DateTime,  # UtcTime
 }
 #: What a connection failure can raise: sockets, timeouts, and OPC UA's own errors.
 _CONNECTION_ERRORS = (OSError, TimeoutError, ConnectionError, ua.UaError)
@@ -132,19 +122,6 @@ class WriteResult:
     ok: bool
     status: int
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class BrowsedVariable:
-    """A variable found by :func:`browse_variables`, in the forms a config uses."""
-
-    node_id: str
-    browse_path: str
-    display_name: str
-    data_type: str  # the built-in type's name, or the DataType NodeId
-    array: bool
-    datatype: int | None  # its Sparkplug data type, if it has one
-    writable: bool
 
 
 @dataclass(slots=True)
@@ -202,14 +179,6 @@ async def connect_client(config: OpcUaServerConfig) -> Client:
             raise ua.UaError(f"cannot load the certificate or key: {error}") from error
     await client.connect(auto_reconnect=False)
     return client
-
-
-def _builtin(data_type: object) -> ua.VariantType | None:
-    """The built-in type of a DataType attribute's value, if it is one we know."""
-    if not isinstance(data_type, ua.NodeId) or data_type.NamespaceIndex != 0:
-        return None
-    identifier = data_type.Identifier
-    return _DECLARED.get(identifier) if isinstance(identifier, int) else None
 
 
 async def _close(client: Client) -> None:
@@ -408,7 +377,7 @@ class OpcUaConnector:
             if rank > 1:
                 self._refuse(node, f"a {rank}-dimensional array has no Sparkplug B data type")
                 continue
-            variant_type = _builtin(data_type)
+            variant_type = declared_type(data_type)
             if variant_type is None or rank not in (-1, 1):
                 continue  # learnt from the first value
             try:
@@ -568,80 +537,3 @@ def _raise_if_cancelled() -> None:
 
 def _refusal(status: int, reason: str) -> WriteResult:
     return WriteResult(False, status, reason)
-
-
-# --- browsing ------------------------------------------------------------------------------
-
-
-async def browse_variables(
-    client: Client,
-    start: str = "0:Objects",
-    *,
-    max_depth: int = 10,
-    limit: int = 10_000,
-) -> list[BrowsedVariable]:
-    """The variables under ``start`` (a browse path from Root; default the Objects folder),
-    breadth first through hierarchical references, with the NodeId, browse path and
-    Sparkplug data type a config needs; at most ``limit``, at most ``max_depth`` levels down."""
-    base = parse_browse_path(start)
-    root = await client.nodes.root.get_child(base)
-    seen = {root.nodeid}
-    level: list[tuple[ua.NodeId, list[ua.QualifiedName]]] = [(root.nodeid, base)]
-    variables: list[tuple[ua.NodeId, list[ua.QualifiedName], str]] = []
-    for _ in range(max_depth):
-        if not level or len(variables) >= limit:
-            break
-        results = await client.browse_nodes([client.get_node(node_id) for node_id, _ in level])
-        following = []
-        for (_, path), (_, result) in zip(level, results, strict=True):
-            for reference in result.References:
-                target = reference.NodeId
-                if not reference.IsForward or target in seen:
-                    continue
-                seen.add(target)
-                child_path = [*path, reference.BrowseName]
-                if reference.NodeClass == ua.NodeClass.Variable:
-                    variables.append((target, child_path, reference.DisplayName.Text or ""))
-                if reference.NodeClass in (ua.NodeClass.Object, ua.NodeClass.Variable):
-                    following.append((target, child_path))
-        level = following
-    return await _describe(client, variables[:limit])
-
-
-async def _describe(
-    client: Client, variables: Sequence[tuple[ua.NodeId, list[ua.QualifiedName], str]]
-) -> list[BrowsedVariable]:
-    handles = [client.get_node(node_id) for node_id, _, _ in variables]
-    if not handles:
-        return []
-    types = await client.read_attributes(handles, ua.AttributeIds.DataType)
-    ranks = await client.read_attributes(handles, ua.AttributeIds.ValueRank)
-    access = await client.read_attributes(handles, ua.AttributeIds.UserAccessLevel)
-    found = []
-    for (node_id, path, display), type_value, rank_value, access_value in zip(
-        variables, types, ranks, access, strict=True
-    ):
-        data_type = type_value.Value.Value if type_value.Value is not None else None
-        rank = rank_value.Value.Value if rank_value.Value is not None else -1
-        level = access_value.Value.Value if access_value.Value is not None else 0
-        array = rank == 1
-        variant_type = _builtin(data_type)
-        datatype = None
-        if variant_type is not None and rank in (-1, 1):
-            try:
-                datatype = int(metric_type(variant_type, array))
-            except UnsupportedValue:
-                datatype = None
-        name = variant_type.name if variant_type is not None else str(data_type)
-        found.append(
-            BrowsedVariable(
-                node_id=node_id.to_string(),
-                browse_path=browse_path_text(path),
-                display_name=display,
-                data_type=name,
-                array=array,
-                datatype=datatype,
-                writable=bool(isinstance(level, int) and level & ua.AccessLevel.CurrentWrite.mask),
-            )
-        )
-    return found

@@ -3,6 +3,7 @@
 OPC UA Part 6 §5.1.2 (built-in types) and Part 4 §7.34 (StatusCode) on one side, Sparkplug B
 3.0 "Data Types" and "Quality Codes" on the other:
 
+- :func:`declared_type` reads a node's DataType attribute as a built-in type;
 - :func:`metric_value` turns a Variant's type and value into a Sparkplug data type and a plain
   Python value (what :class:`plantwire.edge.buffer.BufferedPoint` holds), or raises
   :class:`UnsupportedValue` with the reason;
@@ -34,6 +35,7 @@ __all__ = [
     "SCALAR_TYPES",
     "UnsupportedValue",
     "browse_path_text",
+    "declared_type",
     "epoch_ms",
     "metric_type",
     "metric_value",
@@ -97,6 +99,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
+#: The DataType attribute's NodeId (namespace 0) of the built-in types and of the two
+#: subtypes servers use most; the connector learns other types from the first value.
+_DECLARED: dict[int, ua.VariantType] = {
+    **{int(variant_type): variant_type for variant_type in SCALAR_TYPES},
+    290: V.Double,  # Duration
+    294: V.DateTime,  # UtcTime
+}
+
+
 class UnsupportedValue(ValueError):
     """A value that has no Sparkplug form, or that does not fit the node it is written to;
     the message says why."""
@@ -110,6 +121,15 @@ def metric_type(variant_type: ua.VariantType, array: bool) -> DataType:
         kind = "arrays of " if array else ""
         raise UnsupportedValue(f"OPC UA {kind}{variant_type.name} has no Sparkplug B data type")
     return found
+
+
+def declared_type(data_type: object) -> ua.VariantType | None:
+    """The built-in type a node's DataType attribute names (Duration and UtcTime count as
+    Double and DateTime), or None for any other type."""
+    if not isinstance(data_type, ua.NodeId) or data_type.NamespaceIndex != 0:
+        return None
+    identifier = data_type.Identifier
+    return _DECLARED.get(identifier) if isinstance(identifier, int) else None
 
 
 def metric_value(variant: ua.Variant) -> tuple[DataType, PointValue | None]:

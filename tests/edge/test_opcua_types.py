@@ -3,6 +3,7 @@ server."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from plantwire.edge.opcua_config import (
     OpcUaConfigError,
     SecurityMode,
+    server_from_mapping,
     servers_from_toml,
 )
 from plantwire.edge.opcua_types import (
@@ -209,7 +211,7 @@ def test_the_documented_gateway_toml_reads() -> None:
         ('endpoint = "http://x"', "opcua.servers[0].endpoint: 'http://x' is not an opc.tcp://"),
         ('security_policy = "Basic128Rsa15"', "security_policy: 'Basic128Rsa15' is not one of"),
         ('security_mode = "Encrypt"', "security_mode: 'Encrypt' is not one of None, Sign,"),
-        ("publishing_interval_ms = -1", "publishing_ms: must be positive"),
+        ("publishing_interval_ms = -1", "publishing_ms: must be a positive number"),
         ('publishing_interval_ms = "fast"', "publishing_interval_ms: 'fast' is not a number"),
         ("colour = 1", "opcua.servers[0].colour: unknown key"),
     ],
@@ -228,7 +230,10 @@ def test_bad_server_settings_name_the_key(change: str, message: str) -> None:
         ('metric = "a"\nnode_id = "garbage"', r"nodes\[0\].node_id: 'garbage' is not a NodeId"),
         ('metric = "a"', r"nodes\[0\]: give exactly one of node_id and browse_path"),
         ('metric = "a"\nbrowse_path = "Objects"', r"nodes\[0\].browse_path: browse path element"),
-        ('metric = "a"\nnode_id = "i=1"\ndeadband = -1', r"nodes\[0\].deadband: must not be"),
+        (
+            'metric = "a"\nnode_id = "i=1"\ndeadband = -1',
+            r"nodes\[0\].deadband: must be a number, 0 or more",
+        ),
         ('metric = "a"\nnode_id = "i=1"\nwritable = "yes"', r"writable: 'yes' is not a boolean"),
         ('node_id = "i=1"', r"nodes\[0\].metric: missing"),
     ],
@@ -255,3 +260,52 @@ def test_whole_server_rules() -> None:
         with pytest.raises(OpcUaConfigError, match=message):
             servers_from_toml(tomllib.loads(document))
     assert servers_from_toml({}) == []
+
+
+_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "opc.tcp://h:4840",
+            "ns=2;i=1",
+            "0:Objects/2:Plant",
+            "SignAndEncrypt",
+            "Basic256Sha256",
+            "None",
+            "a",
+            "",
+        ]
+    ),
+    st.text(max_size=20),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+)
+_SERVER_KEYS = ["endpoint", "name", "security_mode", "security_policy", "certificate"]
+_SERVER_KEYS += ["private_key", "username", "password", "publishing_interval_ms", "device"]
+_SERVER_KEYS += ["reconnect_min_seconds", "reconnect_max_seconds", "junk"]
+_NODE_KEYS = ["metric", "device", "node_id", "browse_path", "sampling_interval_ms"]
+_NODE_KEYS += ["deadband", "writable", "junk"]
+
+
+@given(
+    st.dictionaries(st.sampled_from(_SERVER_KEYS), _VALUES),
+    st.one_of(
+        st.lists(st.dictionaries(st.sampled_from(_NODE_KEYS), _VALUES), max_size=3),
+        _VALUES,
+    ),
+)
+def test_garbage_configs_are_refused_with_a_reason(table: dict[str, object], nodes: object) -> None:
+    try:
+        config = server_from_mapping({**table, "nodes": nodes})
+    except OpcUaConfigError as error:
+        message = str(error)
+    else:  # what passes is usable: an opc.tcp endpoint, some nodes, finite numbers
+        assert config.nodes
+        assert config.endpoint.startswith("opc.tcp://")
+        numbers = [config.publishing_ms, config.reconnect_min_s, config.reconnect_max_s]
+        for node in config.nodes:
+            numbers += [node.sampling_ms, 0.0 if node.deadband is None else node.deadband]
+        assert all(math.isfinite(number) and number >= 0 for number in numbers)
+        return
+    assert message.startswith("opcua.servers[0]")

@@ -9,6 +9,7 @@ fault. docs/edge.md ("OPC UA connector") shows a whole file.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +127,10 @@ def _check_server(config: OpcUaServerConfig) -> None:
     if (config.username is None) != (config.password is None):
         fail("username", "username and password go together")
     for key in ("publishing_ms", "timeout_s", "keepalive_s", "reconnect_min_s"):
-        if not getattr(config, key) > 0:
-            fail(key, "must be positive")
-    if config.reconnect_max_s < config.reconnect_min_s:
-        fail("reconnect_max_s", "must not be less than reconnect_min_s")
+        if not 0 < getattr(config, key) < math.inf:
+            fail(key, "must be a positive number")
+    if not config.reconnect_min_s <= config.reconnect_max_s < math.inf:
+        fail("reconnect_max_s", "must be at least reconnect_min_s")
     if not config.nodes:
         fail("nodes", "no nodes to subscribe to")
     seen: set[tuple[str, str]] = set()
@@ -152,10 +153,10 @@ def _check_server(config: OpcUaServerConfig) -> None:
                 parse_browse_path(node.browse_path)
             except ValueError as error:
                 fail(f"{where}.browse_path", str(error))
-        if node.sampling_ms < 0:
-            fail(f"{where}.sampling_ms", "must not be negative")
-        if node.deadband is not None and node.deadband < 0:
-            fail(f"{where}.deadband", "must not be negative")
+        if not 0 <= node.sampling_ms < math.inf:
+            fail(f"{where}.sampling_ms", "must be a number, 0 or more")
+        if node.deadband is not None and not 0 <= node.deadband < math.inf:
+            fail(f"{where}.deadband", "must be a number, 0 or more")
 
 
 # --- from gateway.toml ---------------------------------------------------------------------

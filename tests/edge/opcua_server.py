@@ -95,8 +95,9 @@ class PlantServer:
         self, name: str, value: Any, status: int = 0, source: datetime | None = None
     ) -> None:
         variant_type, array, _ = TYPED.get(name, (V.Double, False, None))
+        variant = ua.Variant() if value is None else ua.Variant(value, variant_type, is_array=array)
         data = ua.DataValue(
-            ua.Variant(value, variant_type, is_array=array),
+            variant,
             StatusCode=ua.StatusCode(ua.UInt32(status)),
             SourceTimestamp=_moment(source or datetime.now(UTC)),
             ServerTimestamp=_moment(datetime.now(UTC)),

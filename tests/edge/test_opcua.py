@@ -178,6 +178,10 @@ async def test_changes_timestamps_and_status_codes(port: int) -> None:
             bad = await sample_of(queue, "Temperature", quality=0)
             assert bad.status == failure
 
+            await plant.set("Temperature", None, status=ua.StatusCodes.BadNoCommunication)
+            empty = await sample_of(queue, "Temperature", status=ua.StatusCodes.BadNoCommunication)
+            assert (empty.value, empty.quality, empty.datatype) == (None, 0, DataType.Double)
+
             uncertain = ua.StatusCodes.UncertainLastUsableValue
             await plant.set("Temperature", 22.0, status=uncertain)
             doubtful = await sample_of(queue, "Temperature", value=22.0)

@@ -119,18 +119,19 @@ async def make_server(
     port: int,
     *,
     certificate: tuple[Path, Path] | None = None,
+    policy: ua.SecurityPolicyType = ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
     users: dict[str, str] | None = None,
 ) -> PlantServer:
     """A server (not started): ``Plant/Press1/{Temperature,Pressure,Setpoint}`` (Double, Double,
     Int16) and ``Types/<name>`` of :data:`TYPED`; with ``certificate`` (cert, key) it takes
-    Basic256Sha256 SignAndEncrypt only, with ``users`` only those users."""
+    ``policy`` only, with ``users`` only those users."""
     server = Server(user_manager=PasswordUsers(users) if users is not None else None)
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}")
     if certificate is not None:
         await server.load_certificate(str(certificate[0]))
         await server.load_private_key(str(certificate[1]))
-        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        server.set_security_policy([policy])
     if users is not None:
         server.set_identity_tokens([ua.UserNameIdentityToken])
     ns = await server.register_namespace("urn:plantwire:test")

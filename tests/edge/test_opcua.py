@@ -433,6 +433,30 @@ async def test_signed_and_encrypted_with_a_password(port: int, tmp_path: Path) -
                 assert rejected.health().failed_connects >= 1
 
 
+async def test_signed_with_aes128_anonymously(port: int, tmp_path: Path) -> None:
+    server_cert = await _certificate(
+        tmp_path, "server", "urn:freeopcua:python:server", ExtendedKeyUsageOID.SERVER_AUTH
+    )
+    client_cert = await _certificate(
+        tmp_path, "gateway", "urn:plantwire:gateway", ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    policy = ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign
+    async with serving(await make_server(port, certificate=server_cert, policy=policy)) as plant:
+        queue: asyncio.Queue[OpcUaSample] = asyncio.Queue()
+        settings = config(
+            plant,
+            [press(plant, "Temperature")],
+            security_mode=SecurityMode.SIGN,
+            security_policy="Aes128Sha256RsaOaep",
+            certificate=client_cert[0],
+            private_key=client_cert[1],
+            server_certificate=server_cert[0],  # pinned: no endpoint lookup first
+        )
+        connector = OpcUaConnector(settings, queue.put)
+        async with running(connector):
+            assert (await sample_of(queue, "Temperature")).value == 20.0
+
+
 async def test_unreadable_keys_are_reported_and_retried(port: int, tmp_path: Path) -> None:
     cert, _ = await _certificate(
         tmp_path, "gateway", "urn:plantwire:gateway", ExtendedKeyUsageOID.CLIENT_AUTH

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
 from _platform_process import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,7 +246,7 @@ def main() -> None:
             assert server.stdout is not None
             assert server.stdout.readline().strip() == "ready"
             print(
-                f"== Modbus: {args.devices} devices × {args.registers} uint16 registers, "
+                f"== Modbus: {args.devices} devices x {args.registers} uint16 registers, "
                 f"{args.seconds:g} s",
                 flush=True,
             )

@@ -120,6 +120,8 @@ def _check_resolves(info: dict[str, Any]) -> str:
 
 
 def test_demo_starts_registers_resolvable_parts_and_stops_cleanly(tmp_path: Path) -> None:
+    """The demo command starts, produces identifiers that resolve through the recursive
+    node, and stops cleanly; started again on its data dir it finds what it made."""
     data = tmp_path / "demo-data"
     mqtt, nats, monitor = free_ports(3)
     process = _start(data, mqtt, nats, monitor)
@@ -172,6 +174,20 @@ def test_demo_starts_registers_resolvable_parts_and_stops_cleanly(tmp_path: Path
         assert second != first
         # the first run's parts still resolve, through the new run's hierarchy
         resolved = httpx.get(f"{again['resolver_url']}/api/handles/{first}", timeout=10)
+        assert resolved.status_code == 200, resolved.text
+    finally:
+        if process.poll() is None:
+            _stop(process)
+
+    # without its secrets file the demo makes new secrets and its hierarchy anew
+    (data / "demo.json").unlink()
+    (data / "demo" / "secrets.json").unlink()
+    process = _start(data, mqtt, nats, monitor)
+    try:
+        third = _wait_for_demo_json(process, data / "demo.json")
+        assert third["password"] != info["password"]
+        _check_resolves(third)
+        resolved = httpx.get(f"{third['resolver_url']}/api/handles/{first}", timeout=10)
         assert resolved.status_code == 200, resolved.text
     finally:
         if process.poll() is None:

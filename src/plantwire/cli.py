@@ -361,7 +361,9 @@ def _up_demo(settings: Settings, ports: DemoPorts) -> None:
     import asyncio
 
     from plantwire.datadir import DataDirError
+    from plantwire.demo.provision import ProvisionError
     from plantwire.demo.run import DemoError, DemoParts, run_demo
+    from plantwire.edge.config import ConfigError as GatewayConfigError
 
     parts = DemoParts(
         open_platform=_open_platform,
@@ -370,7 +372,7 @@ def _up_demo(settings: Settings, ports: DemoPorts) -> None:
         announce=typer.echo,
         ports=ports,
     )
-    with _operator_errors(DemoError, DataDirError):
+    with _operator_errors(DemoError, ProvisionError, GatewayConfigError, DataDirError):
         started = asyncio.run(run_demo(settings, parts))
     if not started:  # the platform's server did not start (a port in use, say)
         raise typer.Exit(3)

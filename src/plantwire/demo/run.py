@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from plantwire.demo.state import load_or_create
 from plantwire.demo.traceability import PartRegistrar
 from plantwire.edge.config import parse_config
 from plantwire.edge.gateway import Gateway
+from plantwire.ids.client import HandleClientError
 from plantwire.ids.demo import start_hierarchy
 from plantwire.ids.names import prefix_record
 from plantwire.ids.server import bind_socket
@@ -126,6 +128,9 @@ async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> boo
     demo_dir = settings.data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     secrets = load_or_create(demo_dir / "secrets.json")
+    if secrets.created:  # nodes a lost secrets file administered: made anew (they hold only
+        # the prefix records; the parts' identifiers live on the platform's node)
+        shutil.rmtree(demo_dir / "ids", ignore_errors=True)
     # bound first, so the platform's URL (the enterprise node's site) is known, port 0 too
     sock = bind_socket(settings.http_host, settings.http_port)
     settings = settings.model_copy(update={"http_port": sock.getsockname()[1]})
@@ -134,15 +139,21 @@ async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> boo
     prefix = provision.DEMO_PREFIX
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(sock.close)
-        hierarchy = await stack.enter_async_context(
-            start_hierarchy(
-                demo_dir / "ids",
-                parts.ports.ids_base,
-                secrets.ids_secret,
-                enterprise_site=console_url,
-                handle_signals=False,
+        try:
+            hierarchy = await stack.enter_async_context(
+                start_hierarchy(
+                    demo_dir / "ids",
+                    parts.ports.ids_base,
+                    secrets.ids_secret,
+                    enterprise_site=console_url,
+                    handle_signals=False,
+                )
             )
-        )
+        except HandleClientError as error:
+            raise DemoError(
+                f"the demo's identifier hierarchy in {demo_dir / 'ids'} refused to be set up "
+                f"({error}); remove that folder to have it made anew."
+            ) from error
         settings = settings.model_copy(update={"ids_roots": [hierarchy.urls["root"]]})
         platform = await asyncio.to_thread(parts.open_platform, settings)
         stack.callback(parts.close_platform, platform)

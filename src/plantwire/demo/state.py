@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["DemoSecrets", "load_or_create"]
@@ -17,6 +17,7 @@ __all__ = ["DemoSecrets", "load_or_create"]
 class DemoSecrets:
     password: str  # the demo user's (printed, and in demo.json)
     ids_secret: str  # the demo hierarchy's administrators' secret keys derive from it
+    created: bool = False  # made just now (no secrets file, or a damaged one)
 
 
 def load_or_create(path: Path) -> DemoSecrets:
@@ -32,5 +33,5 @@ def load_or_create(path: Path) -> DemoSecrets:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(asdict(made), handle)
-    return made
+        json.dump({"password": made.password, "ids_secret": made.ids_secret}, handle)
+    return DemoSecrets(made.password, made.ids_secret, created=True)

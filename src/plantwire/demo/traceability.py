@@ -94,6 +94,7 @@ class PartRegistrar:
         *,
         queue_size: int = 10_000,
         timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.prefix = prefix
         self.console_url = console_url
@@ -104,6 +105,7 @@ class PartRegistrar:
             base_url=node_url,
             auth=httpx.BasicAuth(quote(identity, safe="/"), secret),
             timeout=timeout,
+            transport=transport,
         )
 
     def add(self, part: PartRecord) -> None:

@@ -165,6 +165,8 @@ async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> boo
                 serving.result()
                 return False
             await asyncio.sleep(0.02)
+        if stop.is_set():  # Ctrl-C while starting
+            return True
 
         tenant_id = await asyncio.to_thread(
             provision.ensure_tenant_and_user, platform, secrets.password
@@ -192,15 +194,18 @@ async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> boo
         stack.push_async_callback(_stop_task, registering)
         await simulator.advance(int(_WARM_UP_S / simulator.plant.step_s))
 
+        if stop.is_set():
+            return True
         mqtt_url = platform.broker.mqtt_url if platform.broker is not None else None
         if platform.broker is not None:
             gateway = await _gateway(settings, console_url, demo_dir, secrets.password, endpoints)
             gateway_stop = asyncio.Event()
             gateway_task = asyncio.create_task(gateway.run(gateway_stop), name="demo gateway")
+            gateway_task.add_done_callback(_report_gateway)
 
             async def stop_gateway() -> None:
                 gateway_stop.set()
-                await gateway_task
+                await asyncio.wait({gateway_task})  # a failure was logged when it happened
 
             stack.push_async_callback(stop_gateway)
         else:
@@ -235,12 +240,20 @@ async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> boo
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
+        if serving.done() and not stop.is_set():
+            raise DemoError("the platform's HTTP server stopped by itself; its log says why.")
         stats = registrar.stats
         parts.announce(
             f"plantwire demo stopping: {stats.registered} part identifier(s) registered, "
             f"{stats.failed} failed, {stats.dropped} dropped."
         )
     return True
+
+
+def _report_gateway(task: asyncio.Task[None]) -> None:
+    """The gateway stopping by itself: the rest of the demo goes on, this is logged."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        _log.error("demo.gateway_failed", error=f"{type(error).__name__}: {error}", exc_info=error)
 
 
 async def _first_of(first: asyncio.Event, stop: asyncio.Event) -> None:

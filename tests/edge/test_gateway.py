@@ -17,7 +17,7 @@ from plantwire.edge.gateway import Gateway
 from plantwire.telemetry.broker import BundledBroker
 from tests.conftest import Seed
 from tests.edge.test_modbus import servers, start_server
-from tests.edge.test_uplink import EDGE, G, with_node
+from tests.edge.test_uplink import EDGE, G, command_confirmed, with_node
 from tests.telemetry.sparkplug.test_host import eventually, got, made
 from tests.telemetry.sparkplug.test_provisioning import DEVICES
 
@@ -95,22 +95,13 @@ async def test_a_modbus_device_reaches_the_platform_and_takes_its_commands(
             values = latest()
             assert values["voltage"]["value"] == 230.5
             assert values["setpoint"]["value"] == 21.5
-            assert values["Connector/Connected"]["value"] is True
+            await eventually(  # the first report may predate the connection
+                lambda: latest()["Connector/Connected"]["value"] is True, "connected reported"
+            )
             edge = got(client, f"{DEVICES}/{node['id']}/latest", headers)
             assert edge["Buffer/Dropped"]["value"] == 0
             # a command through the platform is written to the register and read back
-            metrics = [{"name": "setpoint", "writable": True}]
-            patched = client.patch(
-                f"{DEVICES}/{meter['id']}", json={"metrics": metrics}, headers=headers
-            )
-            assert patched.status_code == 200, patched.text
-            answer = await asyncio.to_thread(
-                client.post,
-                f"{DEVICES}/{meter['id']}/commands?wait=10",
-                json={"metric": "setpoint", "value": 23.0},
-                headers=headers,
-            )
-            assert answer.json()["status"] == "confirmed", answer.text
+            await command_confirmed(client, headers, meter["id"], "setpoint", 23.0)
             register = await device.read_holding_registers(10, count=1, device_id=1)
             assert register.registers == [230]
             # the device goes away: its health says so on the platform

@@ -97,6 +97,29 @@ async def with_node(
     return client, headers, broker, node
 
 
+async def command_confirmed(
+    client: TestClient,
+    headers: dict[str, str],
+    device_id: str,
+    metric: str,
+    value: object,
+    keep: tuple[str, ...] = (),
+) -> None:
+    """Marks ``metric`` writable (``keep``: other metrics the device's list keeps) and sends
+    a command through the platform's API, waiting for it to be confirmed by the read-back."""
+    metrics = [{"name": metric, "writable": True}] + [{"name": name} for name in keep]
+    patched = client.patch(f"{DEVICES}/{device_id}", json={"metrics": metrics}, headers=headers)
+    assert patched.status_code == 200, patched.text
+    answer = await asyncio.to_thread(
+        client.post,
+        f"{DEVICES}/{device_id}/commands?wait=15",
+        json={"metric": metric, "value": value},
+        headers=headers,
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "confirmed", answer.text
+
+
 async def test_points_reach_the_platform_after_the_hosts_state_and_commands_come_back(
     with_broker: tuple[TestClient, Seed, BundledBroker], tmp_path: Path
 ) -> None:
@@ -142,19 +165,9 @@ async def test_points_reach_the_platform_after_the_hosts_state_and_commands_come
             assert status["online"] is True
             assert status["bd_seq"] == 1
             # a command through the platform's API comes back as a typed write
-            metrics = [{"name": "Setpoint", "writable": True}, {"name": "Temperature"}]
-            patched = client.patch(
-                f"{DEVICES}/{press['id']}", json={"metrics": metrics}, headers=headers
+            await command_confirmed(
+                client, headers, press["id"], "Setpoint", 7.5, keep=("Temperature",)
             )
-            assert patched.status_code == 200, patched.text
-            answer = await asyncio.to_thread(
-                client.post,
-                f"{DEVICES}/{press['id']}/commands?wait=10",
-                json={"metric": "Setpoint", "value": 7.5},
-                headers=headers,
-            )
-            assert answer.status_code == 202, answer.text
-            assert answer.json()["status"] == "confirmed"
             assert writes == [Write("Press1", "Setpoint", 7.5)]
         assert uplink.stats.published == 5 - 1 + 1  # the repeat held back, the read-back sent
     # the clean stop published the death: the node is offline

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plantwire.edge.modbus import ModbusDevice, parse_devices
 from plantwire.edge.modbus_map import MapError
+from plantwire.edge.opcua_config import OpcUaConfigError, OpcUaServerConfig, servers_from_toml
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic, TopicError
 
 __all__ = ["ConfigError", "GatewayConfig", "json_schema", "load_config"]
@@ -127,6 +129,40 @@ class ModbusSection(_Section):
     devices: list[ModbusDeviceSchema] = []
 
 
+class OpcUaNodeSchema(_Section):
+    metric: str
+    device: str | None = Field(None, description="default: the server's device")
+    node_id: str | None = Field(None, description="e.g. ns=2;s=Press1.Temperature")
+    browse_path: str | None = Field(None, description="e.g. 0:Objects/2:Plant/2:Press1/2:Temp")
+    sampling_interval_ms: Annotated[float, Field(ge=0)] | None = None
+    deadband: Annotated[float, Field(ge=0)] | None = Field(None, description="absolute")
+    writable: bool = False
+
+
+class OpcUaServerSchema(_Section):
+    endpoint: str = Field(description="e.g. opc.tcp://10.0.0.5:4840")
+    name: str | None = None
+    device: str | None = Field(None, description="the Sparkplug device of nodes naming none")
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] | None = None
+    security_policy: str | None = Field(None, description="e.g. Basic256Sha256")
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+    username: str | None = None
+    password: str | None = None
+    application_uri: str | None = None
+    publishing_interval_ms: Annotated[float, Field(gt=0)] | None = None
+    timeout_seconds: Seconds | None = None
+    keepalive_seconds: Seconds | None = None
+    reconnect_min_seconds: Seconds | None = None
+    reconnect_max_seconds: Seconds | None = None
+    nodes: list[OpcUaNodeSchema] = []
+
+
+class OpcUaSection(_Section):
+    servers: list[OpcUaServerSchema] = []
+
+
 class GatewayConfig(_Section):
     """The whole of ``gateway.toml``; :attr:`modbus_devices` are the Modbus devices as the
     connector takes them, checked."""
@@ -135,9 +171,11 @@ class GatewayConfig(_Section):
     uplink: UplinkSection = UplinkSection()
     buffer: BufferSection = BufferSection()
     modbus: ModbusSection = ModbusSection()
+    opcua: OpcUaSection = OpcUaSection()
 
     #: set by `load_config` from the same text (not part of the file's schema)
     modbus_devices: tuple[ModbusDevice, ...] = Field((), exclude=True)
+    opcua_servers: tuple[OpcUaServerConfig, ...] = Field((), exclude=True)
 
     def password(self, base: Path) -> str | None:
         """The uplink's password: given, or read from ``password_file``."""
@@ -157,6 +195,7 @@ def json_schema() -> dict[str, Any]:
     """The JSON schema of ``gateway.toml`` (as TOML parses to JSON's model)."""
     schema = GatewayConfig.model_json_schema(mode="validation")
     schema["properties"].pop("modbus_devices", None)
+    schema["properties"].pop("opcua_servers", None)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "plantwire gateway.toml"
     return schema
@@ -168,10 +207,14 @@ def load_config(path: Path) -> GatewayConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: {error.strerror or error}") from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), path.resolve().parent)
 
 
-def parse_config(text: str, source: str = "gateway.toml") -> GatewayConfig:
+def parse_config(
+    text: str, source: str = "gateway.toml", base: Path | None = None
+) -> GatewayConfig:
+    """Checks a gateway.toml's text; ``base`` is the folder relative certificate paths are
+    taken from (the file's)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -194,13 +237,25 @@ def parse_config(text: str, source: str = "gateway.toml") -> GatewayConfig:
         devices = parse_devices(raw.get("modbus", {}))
     except MapError as error:
         raise ConfigError(f"{source}: modbus: {error}") from None
-    return config.model_copy(update={"modbus_devices": tuple(devices)})
+    try:
+        servers = servers_from_toml(raw, base)
+    except OpcUaConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    metrics = Counter(
+        [(device.name, point.name) for device in devices for point in device.register_map.points]
+        + [node.key for server in servers for node in server.nodes]
+    )
+    twice = sorted(f"{device}/{metric}" for (device, metric), n in metrics.items() if n > 1)
+    if twice:
+        raise ConfigError(f"{source}: metrics configured twice: {', '.join(twice)}")
+    return config.model_copy(
+        update={"modbus_devices": tuple(devices), "opcua_servers": tuple(servers)}
+    )
 
 
 def _without_derived(raw: dict[str, Any]) -> dict[str, Any]:
-    if "modbus_devices" in raw:
-        return {**raw, "modbus_devices": "not a key of gateway.toml"}  # refused, named
-    return raw
+    derived = {"modbus_devices", "opcua_servers"} & raw.keys()
+    return {**raw, **dict.fromkeys(derived, "not a key of gateway.toml")}  # refused, named
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

@@ -25,6 +25,7 @@ from plantwire.edge.buffer import BufferedPoint, PointBuffer
 from plantwire.edge.config import GatewayConfig
 from plantwire.edge.modbus import ModbusConnector
 from plantwire.edge.node import EdgeNodeSession, MetricSpec, Write
+from plantwire.edge.opcua import ConnectionState, OpcUaConnector, OpcUaSample
 from plantwire.edge.samples import Sample
 from plantwire.edge.uplink import SparkplugUplink, UplinkSettings
 from plantwire.telemetry.sparkplug import DataType
@@ -65,6 +66,11 @@ class Gateway:
                 self._types[(device.name, point.name)] = datatype
                 specs.append(MetricSpec(point.name, datatype))
             devices[device.name] = [*specs, *_DEVICE_HEALTH]
+        # OPC UA metrics are declared when their types are known (at connect, or from the
+        # first value): the uplink declares them from the samples and publishes births again
+        for server in config.opcua_servers:
+            for node in server.nodes:
+                devices.setdefault(node.device, [*_DEVICE_HEALTH])
         self.session = EdgeNodeSession(
             config.node.group, config.node.edge_node, devices, node_metrics=_NODE_HEALTH
         )
@@ -92,8 +98,17 @@ class Gateway:
             bd_seq_file=data_dir / "bdseq",
         )
         self.modbus = ModbusConnector(config.modbus_devices, self._samples)
+        self.opcua = [
+            OpcUaConnector(server, self._opcua_samples) for server in config.opcua_servers
+        ]
+        self._opcua_owner = {
+            node.key: connector for connector in self.opcua for node in connector.config.nodes
+        }
+        #: samples the connectors handed over since the start (changed or not)
+        self.polled = 0
 
     def _samples(self, samples: Sequence[Sample]) -> None:
+        self.polled += len(samples)
         self.uplink.submit(
             [
                 BufferedPoint(
@@ -108,7 +123,22 @@ class Gateway:
             ]
         )
 
+    async def _opcua_samples(self, sample: OpcUaSample) -> None:
+        self.polled += 1
+        self.uplink.submit([sample])
+
     async def _write(self, write: Write) -> bool:
+        opcua = self._opcua_owner.get((write.device, write.metric))
+        if opcua is not None:
+            written = await opcua.write(write.device, write.metric, write.value)
+            if not written.ok:
+                _log.warning(
+                    "edge.write_failed",
+                    device=write.device,
+                    metric=write.metric,
+                    error=written.reason,
+                )
+            return written.ok
         if write.value is None or isinstance(write.value, bytes | list):
             _log.warning("edge.write_refused", device=write.device, metric=write.metric)
             return False
@@ -130,6 +160,29 @@ class Gateway:
             BufferedPoint("", "Uplink/Replayed", DataType.UInt64, now_ms, uplink.replayed),
             BufferedPoint("", "Uplink/Invalid", DataType.UInt64, now_ms, uplink.invalid),
         ]
+        for connector in self.opcua:
+            opcua = connector.health()
+            devices = {node.device for node in connector.config.nodes}
+            for name in sorted(devices):
+                points += [
+                    BufferedPoint(
+                        name,
+                        "Connector/Connected",
+                        DataType.Boolean,
+                        now_ms,
+                        opcua.state is ConnectionState.CONNECTED,
+                    ),
+                    BufferedPoint(
+                        name, "Connector/Errors", DataType.UInt64, now_ms, opcua.failed_connects
+                    ),
+                    BufferedPoint(
+                        name,
+                        "Connector/Last Error",
+                        DataType.String,
+                        now_ms,
+                        opcua.last_error or "",
+                    ),
+                ]
         for name, health in self.modbus.health().items():
             errors = health.exception_responses + health.timeouts + health.decode_errors
             errors += health.connect_failures
@@ -150,6 +203,10 @@ class Gateway:
         try:
             async with self.modbus:
                 uplink = asyncio.create_task(self.uplink.run(stop), name="gateway uplink")
+                opcua = [
+                    asyncio.create_task(connector.run(), name=f"opcua {connector.config.name}")
+                    for connector in self.opcua
+                ]
                 try:
                     while not stop.is_set():
                         self.uplink.submit(self.health_points(_now_ms()))
@@ -157,6 +214,11 @@ class Gateway:
                             await asyncio.wait_for(stop.wait(), self.config.node.health_interval)
                 finally:
                     stop.set()
+                    for task in opcua:
+                        task.cancel()
+                    for task in opcua:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                     await uplink
         finally:
             self.buffer.close()

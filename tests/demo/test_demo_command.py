@@ -18,8 +18,15 @@ import httpx
 import psutil
 import pytest
 
-from plantwire.demo.gateway_config import Uplink, gateway_toml, modbus_section, point_names
+from plantwire.demo.gateway_config import (
+    Uplink,
+    gateway_toml,
+    modbus_section,
+    opcua_section,
+    point_names,
+)
 from plantwire.edge.config import parse_config
+from plantwire.sim.plant import MACHINES
 from plantwire.sim.registers import REGISTER_MAP
 from tests.conftest import free_ports
 
@@ -145,7 +152,7 @@ def test_demo_starts_registers_resolvable_parts_and_stops_cleanly(tmp_path: Path
         token = login.json()["token"]
         # the gateway's edge node is the demo tenant's; its meters appear when it is born
         node = "Plant1/Gateway1"
-        wanted = {node, f"{node}/press-line-meter", f"{node}/cnc-cell-meter"}
+        wanted = {node, f"{node}/press-line-meter", f"{node}/cnc-cell-meter", f"{node}/press-1"}
         deadline = time.monotonic() + 20
         while True:
             devices = httpx.get(
@@ -194,13 +201,22 @@ def test_demo_starts_registers_resolvable_parts_and_stops_cleanly(tmp_path: Path
             _stop(process)
 
 
-def test_gateway_config_covers_every_meter_register() -> None:
+def test_gateway_config_covers_every_meter_register_and_machine() -> None:
     uplink = Uplink("127.0.0.1", 1883, "user", Path("/x/secret"), "plantwire")
     meters = modbus_section("127.0.0.1", 5020, {"press-line": 2, "cnc-cell": 1})
-    config = parse_config(gateway_toml("Plant1", "Gateway1", Path("data"), uplink, [meters]))
+    machines = opcua_section("opc.tcp://127.0.0.1:4840/plantwire/sim", MACHINES)
+    config = parse_config(
+        gateway_toml("Plant1", "Gateway1", Path("data"), uplink, [meters, machines])
+    )
     assert [d.name for d in config.modbus_devices] == ["press-line-meter", "cnc-cell-meter"]
     names = point_names(REGISTER_MAP)
     assert len(set(names)) == len(REGISTER_MAP)
     for device in config.modbus_devices:
         assert [p.name for p in device.register_map.points] == names
     assert config.uplink.primary_host == "plantwire"
+    (server,) = config.opcua_servers
+    assert {node.device for node in server.nodes} == {m.name for m in MACHINES}
+    press = {node.metric: node for node in server.nodes if node.device == "press-1"}
+    assert press["StrokeRate"].node_id == "ns=2;s=press-line.press-1.StrokeRate"
+    assert [name for name, node in press.items() if node.writable] == ["StrokeRateSetpoint"]
+    assert {"State", "Temperature", "PartCount"} <= press.keys()

@@ -1,9 +1,9 @@
 """The demo gateway's ``gateway.toml``, made from what the simulator serves (no I/O).
 
-Each source of data is a section of its own (`modbus_section` for the energy meters, from
-`plantwire.sim.registers.REGISTER_MAP`); `gateway_toml` joins the node, the uplink and
-whatever sections it is given, so the OPC UA machines become one more section when the
-gateway has its OPC UA connector."""
+Each source of data is a section of its own: `modbus_section` for the energy meters (from
+`plantwire.sim.registers.REGISTER_MAP`), `opcua_section` for the machines (from the
+simulator's node tree, `plantwire.sim.opcua.machine_variables`); `gateway_toml` joins the
+node, the uplink and whatever sections it is given."""
 
 from __future__ import annotations
 
@@ -12,9 +12,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from plantwire.sim.opcua import machine_variables
+from plantwire.sim.plant import MachineSpec
 from plantwire.sim.registers import REGISTER_MAP, MeterRegister, RegisterTable
 
-__all__ = ["Uplink", "gateway_toml", "meter_device_name", "modbus_section", "point_names"]
+__all__ = [
+    "SIM_NAMESPACE_INDEX",
+    "Uplink",
+    "gateway_toml",
+    "meter_device_name",
+    "modbus_section",
+    "opcua_section",
+    "point_names",
+]
+
+#: the simulator's namespace (urn:plantwire:sim) on its own fresh server (docs/simulator.md)
+SIM_NAMESPACE_INDEX = 2
+_MACHINE_STATUS = ("State", "Fault", "PartCount", "GoodCount", "ScrapCount")
 
 _TABLES = {RegisterTable.INPUT: "input_register", RegisterTable.HOLDING: "holding_register"}
 
@@ -90,6 +104,39 @@ def modbus_section(
         ]
         for name, register in zip(point_names(registers), registers, strict=True):
             lines += [*_point(name, register), ""]
+    return "\n".join(lines)
+
+
+def opcua_section(
+    endpoint: str,
+    machines: Sequence[MachineSpec],
+    namespace_index: int = SIM_NAMESPACE_INDEX,
+    sampling_interval_ms: int = 1000,
+) -> str:
+    """``[[opcua.servers]]``: the simulator's OPC UA server, one Sparkplug device per machine
+    (its name), its metrics the machine's analog variables (the speed setpoint writable),
+    state, fault and part counts."""
+    lines = [
+        "[[opcua.servers]]",
+        'name = "simulator"',
+        f"endpoint = {_q(endpoint)}",
+        f"publishing_interval_ms = {sampling_interval_ms}",
+        "",
+    ]
+    for machine in machines:
+        analog = [node.name for node in machine_variables(machine).values()]
+        for variable in [*analog, *_MACHINE_STATUS]:
+            node_id = f"ns={namespace_index};s={machine.line}.{machine.name}.{variable}"
+            lines += [
+                "[[opcua.servers.nodes]]",
+                f"device = {_q(machine.name)}",
+                f"metric = {_q(variable)}",
+                f"node_id = {_q(node_id)}",
+                f"sampling_interval_ms = {sampling_interval_ms}",
+            ]
+            if variable.endswith("Setpoint"):
+                lines.append("writable = true")
+            lines.append("")
     return "\n".join(lines)
 
 

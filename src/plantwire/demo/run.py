@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ import structlog
 
 from plantwire.config import Settings
 from plantwire.demo import provision
-from plantwire.demo.gateway_config import Uplink, gateway_toml, modbus_section
+from plantwire.demo.gateway_config import Uplink, gateway_toml, modbus_section, opcua_section
 from plantwire.demo.state import load_or_create
 from plantwire.demo.traceability import PartRegistrar
 from plantwire.edge.config import parse_config
@@ -33,6 +33,7 @@ from plantwire.ids.names import prefix_record
 from plantwire.ids.server import bind_socket
 from plantwire.platform import Platform
 from plantwire.serving import PlatformServer
+from plantwire.sim.plant import MachineSpec
 from plantwire.sim.runner import SimEndpoints, Simulator
 
 __all__ = ["DemoError", "DemoParts", "DemoPorts", "run_demo"]
@@ -198,7 +199,14 @@ async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> boo
             return True
         mqtt_url = platform.broker.mqtt_url if platform.broker is not None else None
         if platform.broker is not None:
-            gateway = await _gateway(settings, console_url, demo_dir, secrets.password, endpoints)
+            gateway = await _gateway(
+                settings,
+                console_url,
+                demo_dir,
+                secrets.password,
+                endpoints,
+                simulator.plant.machines,
+            )
             gateway_stop = asyncio.Event()
             gateway_task = asyncio.create_task(gateway.run(gateway_stop), name="demo gateway")
             gateway_task.add_done_callback(_report_gateway)
@@ -267,7 +275,12 @@ async def _first_of(first: asyncio.Event, stop: asyncio.Event) -> None:
 
 
 async def _gateway(
-    settings: Settings, console_url: str, demo_dir: Path, password: str, endpoints: SimEndpoints
+    settings: Settings,
+    console_url: str,
+    demo_dir: Path,
+    password: str,
+    endpoints: SimEndpoints,
+    machines: Sequence[MachineSpec],
 ) -> Gateway:
     """The demo gateway: its edge node provisioned through the device API as the demo user,
     its configuration written to ``<data dir>/demo/gateway/gateway.toml``."""
@@ -285,7 +298,8 @@ async def _gateway(
         primary_host=settings.sparkplug_host_id,
     )
     meters = modbus_section(endpoints.modbus_host, endpoints.modbus_port, endpoints.modbus_units)
-    text = gateway_toml(group, edge_node, folder / "data", uplink, [meters])
+    opcua = opcua_section(endpoints.opcua_url, machines)
+    text = gateway_toml(group, edge_node, folder / "data", uplink, [meters, opcua])
     path = folder / "gateway.toml"
     path.write_text(text, encoding="utf-8")
     return Gateway(parse_config(text, str(path)), folder)

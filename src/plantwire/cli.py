@@ -337,6 +337,8 @@ def up(
         tls_key=tls_key,
         **_broker_options(mqtt_port, nats_port, mqtt_host),
     )
+    if not demo and (demo_ids_port or demo_opcua_port or demo_modbus_port):
+        raise _fail("--demo-ids-port, --demo-opcua-port and --demo-modbus-port need --demo.")
     configure_logging(settings.log_format, settings.log_level)
     _check_tls(settings)
     if demo:

@@ -220,3 +220,16 @@ def test_gateway_config_covers_every_meter_register_and_machine() -> None:
     assert press["StrokeRate"].node_id == "ns=2;s=press-line.press-1.StrokeRate"
     assert [name for name, node in press.items() if node.writable] == ["StrokeRateSetpoint"]
     assert {"State", "Temperature", "PartCount"} <= press.keys()
+
+
+def test_demo_ports_need_demo(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*PLANTWIRE, "up", "--data-dir", str(tmp_path / "d"), "--demo-opcua-port", "4841"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "need --demo" in result.stderr
+    assert not (tmp_path / "d").exists()

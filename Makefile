@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps 'pysparkplug==0.6.1'
 	@touch $(STAMP)
 
+# The demo plant around the platform (docs/demo.md); its data persists in $(DEMO_DIR) between
+# runs (plantwire up initialises a new data dir itself). make clean, or rm -rf it, to start over.
 demo: $(STAMP)
-	rm -rf $(DEMO_DIR)
-	$(BIN)/plantwire init --data-dir $(DEMO_DIR)
-	$(BIN)/plantwire up --data-dir $(DEMO_DIR) --host 127.0.0.1 --http-port 8080
+	$(BIN)/plantwire up --demo --data-dir $(DEMO_DIR) --host 127.0.0.1 --http-port 8080
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -17,6 +17,9 @@ from plantwire.security.schemas import MIN_PASSWORD_LENGTH
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
+    from plantwire.demo.run import DemoPorts
+    from plantwire.platform import Platform
+    from plantwire.serving import PlatformServer
     from plantwire.telemetry.broker import BundledBroker
 
 __all__ = ["app", "main"]
@@ -212,36 +215,12 @@ def _start_broker(settings: Settings, registry: sessionmaker[Session] | None) ->
     return broker
 
 
-@app.command()
-def up(
-    data_dir: DataDir = None,
-    host: Annotated[str | None, typer.Option("--host", help="Listen address.")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port", help="HTTP(S) port.")] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
-    mqtt_port: MqttPort = None,
-    nats_port: NatsPort = None,
-    mqtt_host: MqttHost = None,
-) -> None:
-    """Serve the platform and its broker (initialising the data dir first if it is new)."""
-    import uvicorn
-
-    from plantwire.app import create_app
+def _open_platform(settings: Settings) -> Platform:
+    """The platform of the data dir, initialised first if it is new, with its store open
+    and its broker started (or an external one named): what ``plantwire up`` serves."""
     from plantwire.datadir import DataDirError, read_format
     from plantwire.lifecycle import build_platform, open_store, prepare
-    from plantwire.observability import configure_logging
-    from plantwire.serving import PlatformServer
 
-    settings = _settings(
-        data_dir,
-        http_host=host,
-        http_port=http_port,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        **_broker_options(mqtt_port, nats_port, mqtt_host),
-    )
-    configure_logging(settings.log_format, settings.log_level)
-    _check_tls(settings)
     with _operator_errors(DataDirError):
         if read_format(settings.data_dir) is None:
             init(settings.data_dir)
@@ -261,35 +240,145 @@ def up(
     typer.echo(f"  API:     {base}/api/openapi.json    health: {base}/readyz")
     try:
         if settings.broker_url is None:
-            platform.broker = _start_broker(
-                settings, platform.sessions
-            )  # the app's shutdown stops it
+            platform.broker = _start_broker(settings, platform.sessions)
         else:
             typer.echo(
                 f"  broker:  {_without_secrets(settings.broker_url)} (external; nothing started)"
             )
+    except BaseException:
+        platform.store.close()
+        raise
+    return platform
+
+
+def _close_platform(platform: Platform) -> None:
+    """Stop what ``_open_platform`` started when the app did not (it never ran, or ran to
+    its shutdown: both are safe to repeat)."""
+    if platform.broker is not None:
+        platform.broker.stop()
+    if platform.store is not None:  # the app's shutdown closes it once the app ran
+        platform.store.close()
+
+
+def _platform_server(
+    settings: Settings, platform: Platform, *, handle_signals: bool = True
+) -> PlatformServer:
+    """The platform's app on uvicorn, ready to run (the app's shutdown stops the broker)."""
+    import uvicorn
+
+    from plantwire.app import create_app
+    from plantwire.datadir import DataDirError
+    from plantwire.serving import PlatformServer
+
+    with _operator_errors(DataDirError):
+        application = create_app(settings, platform)
+    config = uvicorn.Config(
+        application,
+        host=settings.http_host,
+        port=settings.http_port,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+    # ends live streams on shutdown
+    return PlatformServer(config, platform, handle_signals=handle_signals)
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option("--host", help="Listen address.")] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="HTTP(S) port.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    mqtt_port: MqttPort = None,
+    nats_port: NatsPort = None,
+    mqtt_host: MqttHost = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also run a demo plant: an identifier hierarchy, the simulator, a gateway, "
+            "a demo tenant, and an identifier for each finished part (docs/demo.md).",
+        ),
+    ] = False,
+    demo_ids_port: Annotated[
+        int,
+        typer.Option(
+            "--demo-ids-port",
+            min=0,
+            max=65531,
+            help="--demo: the root identifier node's port; top-level, secondary and recursive "
+            "nodes take the next 1, 2 and 4 (0: free ports).",
+        ),
+    ] = 0,
+    demo_opcua_port: Annotated[
+        int, typer.Option("--demo-opcua-port", min=0, max=65535, help="--demo: 0 picks one.")
+    ] = 0,
+    demo_modbus_port: Annotated[
+        int, typer.Option("--demo-modbus-port", min=0, max=65535, help="--demo: 0 picks one.")
+    ] = 0,
+) -> None:
+    """Serve the platform and its broker (initialising the data dir first if it is new)."""
+    # imported before logging is configured: their import-time chatter (alembic's plugins
+    # at info) is not the operator's business
+    import plantwire.app
+    import plantwire.lifecycle  # noqa: F401
+    from plantwire.datadir import DataDirError
+    from plantwire.observability import configure_logging
+
+    settings = _settings(
+        data_dir,
+        http_host=host,
+        http_port=http_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        **_broker_options(mqtt_port, nats_port, mqtt_host),
+    )
+    if not demo and (demo_ids_port or demo_opcua_port or demo_modbus_port):
+        raise _fail("--demo-ids-port, --demo-opcua-port and --demo-modbus-port need --demo.")
+    configure_logging(settings.log_format, settings.log_level)
+    _check_tls(settings)
+    if demo:
+        from plantwire.demo.run import DemoPorts
+
+        _up_demo(settings, DemoPorts(demo_ids_port, demo_opcua_port, demo_modbus_port))
+        return
+    platform = _open_platform(settings)
+    try:
         with _operator_errors(DataDirError):
-            application = create_app(settings, platform)
-            config = uvicorn.Config(
-                application,
-                host=settings.http_host,
-                port=settings.http_port,
-                ssl_certfile=settings.tls_cert,
-                ssl_keyfile=settings.tls_key,
-                access_log=False,
-                log_config=None,
-                server_header=False,
-            )
-            server = PlatformServer(config, platform)  # ends live streams on shutdown
+            server = _platform_server(settings, platform)
             with suppress(KeyboardInterrupt):  # Ctrl-C: shut down, as uvicorn.run
                 server.run()
             if not server.started:  # a port in use, say; uvicorn logged why
                 raise typer.Exit(3)
     finally:  # when uvicorn returns at all (it did not start; no signal to re-raise)
-        if platform.broker is not None:
-            platform.broker.stop()
-        if platform.store is not None:  # the app's shutdown closes it once the app ran
-            platform.store.close()
+        _close_platform(platform)
+
+
+def _up_demo(settings: Settings, ports: DemoPorts) -> None:
+    """``plantwire up --demo``: the platform with the demo plant around it, until Ctrl-C."""
+    import asyncio
+
+    from plantwire.datadir import DataDirError
+    from plantwire.demo.provision import ProvisionError
+    from plantwire.demo.run import DemoError, DemoParts, run_demo
+    from plantwire.edge.config import ConfigError as GatewayConfigError
+
+    parts = DemoParts(
+        open_platform=_open_platform,
+        close_platform=_close_platform,
+        platform_server=lambda s, p: _platform_server(s, p, handle_signals=False),
+        announce=typer.echo,
+        ports=ports,
+    )
+    with _operator_errors(DemoError, ProvisionError, GatewayConfigError, DataDirError):
+        started = asyncio.run(run_demo(settings, parts))
+    if not started:  # the platform's server did not start (a port in use, say)
+        raise typer.Exit(3)
+    typer.echo("plantwire demo stopped.")
 
 
 @app.command("broker")

@@ -3,7 +3,9 @@ ephemeral ports the same way)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -20,9 +22,22 @@ class PlatformServer(uvicorn.Server):
     and a live stream does not finish by itself: without this, stopping a platform that has a
     console open would wait for the stream's time to run out."""
 
-    def __init__(self, config: uvicorn.Config, platform: Platform) -> None:
+    def __init__(
+        self, config: uvicorn.Config, platform: Platform, *, handle_signals: bool = True
+    ) -> None:
         super().__init__(config)
         self.platform = platform
+        self.handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's own Ctrl-C handling, unless the process runs more than this server
+        (``plantwire up --demo``) and stops them all itself."""
+        if not self.handle_signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.platform.live is not None:

@@ -15,7 +15,8 @@ from typing import Any
 import uvicorn
 
 from plantwire.config import Settings, load_settings
-from plantwire.ids.client import HandleClient
+from plantwire.ids.client import HandleClient, HandleClientError
+from plantwire.ids.codes import ResponseCode
 from plantwire.ids.handle_json import value_to_json
 from plantwire.ids.names import prefix_record
 from plantwire.ids.server import (
@@ -77,14 +78,36 @@ async def start_hierarchy(
     base_port: int = 0,
     secret: str = "demo-secret",  # noqa: S107 - loopback demo nodes; the CLI passes a random one
     settings_for: Callable[[Path], Settings] = load_settings,
+    *,
+    enterprise_site: str | None = None,
+    handle_signals: bool = True,
 ) -> Any:
-    """Start the five nodes under ``directory``; yields a ``Hierarchy``."""
+    """Start the five nodes under ``directory``; yields a ``Hierarchy``.
+
+    With ``enterprise_site`` (a node's base URL) the enterprise prefix is registered as served
+    there and no enterprise node is started, nor the example handle made: the platform's own
+    node plays the enterprise (``plantwire up --demo``). ``handle_signals=False`` leaves
+    Ctrl-C to the caller."""
     secrets = {prefix: f"{secret}-{prefix}" for _, prefix, _, _ in TIERS}
     async with contextlib.AsyncExitStack() as stack:
         urls: dict[str, str] = {}
         nodes: dict[str, RunningNode] = {}
         servers: dict[str, uvicorn.Server] = {}
         for offset, (name, prefix, parent, _) in enumerate([*TIERS, ("recursive", None, None, "")]):
+            if name == "enterprise" and enterprise_site is not None:
+                assert parent is not None
+                assert prefix is not None
+                urls[name] = enterprise_site
+                await asyncio.to_thread(
+                    _register,
+                    urls[_node_of(parent)],
+                    parent,
+                    secrets[parent],
+                    prefix,
+                    secrets[prefix],
+                    enterprise_site,
+                )
+                continue
             settings = settings_for(directory / name)
             await asyncio.to_thread(prepare_node_dir, settings)
             roots = [] if name == "root" else [urls["root"]]
@@ -96,7 +119,9 @@ async def start_hierarchy(
             )
             running = await asyncio.to_thread(build_node, settings, options)
             sock = bind_socket("127.0.0.1", base_port + offset if base_port else 0)
-            servers[name] = await stack.enter_async_context(serve_node(running, sock))
+            servers[name] = await stack.enter_async_context(
+                serve_node(running, sock, handle_signals=handle_signals)
+            )
             urls[name] = base_url(sock, "127.0.0.1", tls=False)
             nodes[name] = running
             if parent is not None and prefix is not None:
@@ -110,7 +135,8 @@ async def start_hierarchy(
                     urls[name],
                 )
         hierarchy = Hierarchy(urls, nodes, secrets, servers)
-        await asyncio.to_thread(_example, hierarchy)
+        if enterprise_site is None:
+            await asyncio.to_thread(_example, hierarchy)
         yield hierarchy
 
 
@@ -121,11 +147,22 @@ def _node_of(prefix: str) -> str:
 def _register(
     parent_url: str, parent: str, parent_secret: str, prefix: str, secret: str, site: str
 ) -> None:
+    """Register ``prefix`` on its parent's node as served at ``site``. A record a run on the
+    same data dir made already is the prefix administrator's to change (its HS_ADMIN): that
+    administrator points its site here."""
+    record = str(prefix_record(prefix))
     values = [site_value(site), *admin_values(prefix, secret.encode(), None)]
     with HandleClient(
         parent_url, identity=f"300:{prefix_record(parent)}", secret=parent_secret
     ) as client:
-        client.put(str(prefix_record(prefix)), [value_to_json(v) for v in values], overwrite=True)
+        try:
+            client.put(record, [value_to_json(v) for v in values], overwrite=False)
+            return
+        except HandleClientError as error:
+            if error.response_code != ResponseCode.HANDLE_ALREADY_EXISTS:
+                raise
+    with HandleClient(parent_url, identity=f"300:{record}", secret=secret) as client:
+        client.put(record, [value_to_json(site_value(site))], indexes=[1])
 
 
 def _example(hierarchy: Hierarchy) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -252,6 +252,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _SignalFreeServer(uvicorn.Server):
+    """uvicorn's server without its own signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def serve_node(
     running: RunningNode,
@@ -259,8 +267,11 @@ async def serve_node(
     *,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    handle_signals: bool = True,
 ) -> AsyncIterator[uvicorn.Server]:
-    """Serve ``running`` on ``sock`` until the block ends, then stop and close it."""
+    """Serve ``running`` on ``sock`` until the block ends, then stop and close it.
+    ``handle_signals=False`` leaves Ctrl-C to the caller (a process running several servers,
+    which stops them itself), instead of uvicorn's capturing it."""
     config = uvicorn.Config(
         running.node,
         log_level="warning",
@@ -271,7 +282,7 @@ async def serve_node(
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config) if handle_signals else _SignalFreeServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -339,7 +339,10 @@ def up(
     )
     if not demo and (demo_ids_port or demo_opcua_port or demo_modbus_port):
         raise _fail("--demo-ids-port, --demo-opcua-port and --demo-modbus-port need --demo.")
-    configure_logging(settings.log_format, settings.log_level)
+    level = settings.log_level
+    if demo and "log_level" not in settings.model_fields_set:
+        level = "warning"  # the demo's banner, not every request, is what a newcomer reads
+    configure_logging(settings.log_format, level)
     _check_tls(settings)
     if demo:
         from plantwire.demo.run import DemoPorts

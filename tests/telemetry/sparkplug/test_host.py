@@ -63,7 +63,10 @@ def death(bd_seq: int = 0) -> bytes:
     )
 
 
-async def eventually(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+async def eventually(condition: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Waits for ``condition``, looking every 50 ms. The default bound is generous: these
+    things take well under a second, but CI machines are shared and a loaded one can stall
+    the platform's threads for many seconds; a passing test does not wait longer for it."""
     deadline = asyncio.get_running_loop().time() + seconds
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"

@@ -180,6 +180,9 @@ class SparkplugUplink:
             max_inflight_messages=200,
             timeout=30,
         )
+        # window batches of a message per device may wait for their PUBACKs at once (aiomqtt
+        # warns past 10 pending calls)
+        client.pending_calls_threshold = max(200, settings.window * (len(self.session.devices) + 1))
         async with client:
             self.stats.connected = True
             self.stats.sessions += 1

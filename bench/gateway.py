@@ -61,6 +61,10 @@ def run_server(port: int) -> None:
         for index in range(first, first + count):
             current[index] = (current[index] + 1) & 0xFFFF
 
+    import logging
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # "Cancel send" on each close
+
     async def main() -> None:
         words = [SimData(0, count=REGISTERS, values=0, datatype=DataType.REGISTERS)]
         bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
@@ -107,7 +111,11 @@ async def modbus_baseline(port: int, seconds: float) -> float:
     from pymodbus.client import AsyncModbusTcpClient
 
     client = AsyncModbusTcpClient("127.0.0.1", port=port)
-    await client.connect()
+    deadline = time.monotonic() + 10
+    while not await client.connect():  # the server prints "ready" before it listens
+        if time.monotonic() > deadline:
+            raise SystemExit("the Modbus server does not answer")
+        await asyncio.sleep(0.1)
     read = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -218,11 +226,13 @@ def main() -> None:
         raise SystemExit(f"at most {REGISTERS} registers in all")
 
     from plantwire.config import load_settings
+    from plantwire.edge.gateway import quiet_protocol_libraries
     from plantwire.observability import configure_logging
     from plantwire.telemetry.accounts import Device, TenantAccount, hash_device_password
     from plantwire.telemetry.broker import BundledBroker
 
     configure_logging("console", "warning")
+    quiet_protocol_libraries()
     with tempfile.TemporaryDirectory(prefix="pw-bench-gateway-") as name:
         directory = Path(name)
         ports = free_ports(4)

@@ -496,10 +496,11 @@ def gateway_command(
     except ConfigError as error:
         typer.echo(f"plantwire gateway: the configuration cannot run:\n{error}", err=True)
         raise typer.Exit(2) from None
-    from plantwire.edge.gateway import Gateway
+    from plantwire.edge.gateway import Gateway, quiet_protocol_libraries
     from plantwire.observability import configure_logging
 
     configure_logging("console", os.environ.get("PLANTWIRE_LOG_LEVEL", "info"))
+    quiet_protocol_libraries()
 
     async def main() -> None:
         stop = asyncio.Event()

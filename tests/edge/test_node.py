@@ -261,3 +261,108 @@ def test_garbage_commands_are_command_errors_never_crashes(data: bytes, device: 
     except CommandError:
         return
     assert all(isinstance(item, Write) and item.device == device for item in wanted)
+
+
+# --- the quick encoding of data: the same bytes as the full model --------------------------
+
+_QUICK_SPECS = [
+    MetricSpec("i8", T.Int8),
+    MetricSpec("i16", T.Int16),
+    MetricSpec("i32", T.Int32),
+    MetricSpec("i64", T.Int64),
+    MetricSpec("u8", T.UInt8),
+    MetricSpec("u16", T.UInt16),
+    MetricSpec("u32", T.UInt32),
+    MetricSpec("u64", T.UInt64),
+    MetricSpec("f", T.Float),
+    MetricSpec("d", T.Double),
+    MetricSpec("b", T.Boolean),
+    MetricSpec("s", T.String),
+    MetricSpec("t", T.Text),
+    MetricSpec("when", T.DateTime),
+    MetricSpec("arr", T.Int16Array),
+]
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.sampled_from([0, 1, -1, 127, 128, 255, 256, 32767, 32768, 65535, 65536, 2**63, 2**64 - 1]),
+    st.floats(allow_nan=False),
+    st.floats(width=32),
+    st.sampled_from([3.5e38, -1e300, 1e308]),
+    st.text(max_size=8),
+    st.sampled_from(["\ud800", "plain"]),
+    st.lists(st.integers(min_value=-(2**15), max_value=2**15 - 1), max_size=3),
+)
+_POINT = st.builds(
+    lambda device, spec, value, quality, ts: BufferedPoint(
+        device, spec.name, spec.datatype, ts, value, quality
+    ),
+    st.sampled_from(["A", "B", ""]),
+    st.sampled_from(_QUICK_SPECS),
+    _ANY_VALUE,
+    st.sampled_from([192, 192, 192, 64, 0]),
+    st.one_of(st.integers(min_value=0, max_value=2**64 - 1), st.just(NOW), st.just(-1)),
+)
+
+
+def _expected(
+    session: EdgeNodeSession, points: list[BufferedPoint], now: int, historical: bool
+) -> list[tuple[str, bytes]]:
+    """What `data` made before its quick path: a `Metric` each, through `encode_payload`."""
+    from plantwire.edge.node import _metric_value, _quality
+
+    by_device: dict[str, list[Metric]] = {}
+    for point in points:
+        spec = next(s for s in _QUICK_SPECS if s.name == point.metric)
+        by_device.setdefault(point.device, []).append(
+            Metric(
+                alias=session.alias(point.device, point.metric),
+                timestamp=point.timestamp,
+                datatype=spec.datatype,
+                value=_metric_value(spec.datatype, point.value),
+                is_historical=historical,
+                properties=_quality(point.quality),
+            )
+        )
+    seq = session._seq
+    messages = []
+    for device, metrics in by_device.items():
+        kind = "DDATA" if device else "NDATA"
+        topic = f"spBv1.0/Plant1/{kind}/Gateway1" + (f"/{device}" if device else "")
+        payload = Payload(timestamp=now, metrics=metrics, seq=seq)
+        messages.append((topic, encode_payload(payload)))
+        seq = (seq + 1) % 256
+    return messages
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_POINT, max_size=12), st.booleans(), st.integers(min_value=0, max_value=300))
+def test_data_writes_exactly_what_the_full_model_writes(
+    points: list[BufferedPoint], historical: bool, skip: int
+) -> None:
+    session = EdgeNodeSession(
+        "Plant1", "Gateway1", {"A": _QUICK_SPECS, "B": _QUICK_SPECS}, node_metrics=_QUICK_SPECS
+    )
+    for _ in range(skip):
+        session._seq = (session._seq + 1) % 256
+    seq = session._seq
+    try:
+        expected = _expected(session, points, NOW, historical)
+    except (ValueError, OverflowError):  # PayloadError is a ValueError
+        with pytest.raises((ValueError, OverflowError)):
+            session.data(points, NOW, historical=historical)
+        assert session._seq == seq  # nothing published: no seq taken
+        assert not session._sent
+        return
+    messages = session.data(points, NOW, historical=historical)
+    assert messages == expected
+    births = {topic.rsplit("/", 1)[-1]: payload for topic, payload in session.births(NOW)}
+    for topic, payload in messages:
+        ours = decode_payload(payload)
+        if topic.startswith("spBv1.0/Plant1/DDATA/"):
+            birth = psp.DBirth.decode(births[topic.rsplit("/", 1)[-1]])
+            theirs = psp.DData.decode(payload, birth=birth)
+            assert theirs.seq == ours.seq
+            assert [m.alias for m in theirs.metrics] == [m.alias for m in ours.metrics]
+            assert [m.timestamp for m in theirs.metrics] == [m.timestamp for m in ours.metrics]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from plantwire.edge.samples import Sample
 from plantwire.edge.uplink import SparkplugUplink, UplinkSettings
 from plantwire.telemetry.sparkplug import DataType
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "quiet_protocol_libraries"]
 
 _log = structlog.get_logger("plantwire.edge")
 
@@ -46,6 +47,18 @@ _DEVICE_HEALTH = (
     MetricSpec("Connector/Errors", DataType.UInt64, description="failed reads since start"),
     MetricSpec("Connector/Last Error", DataType.String),
 )
+
+
+#: the protocol libraries' own loggers: they log hex dumps of frames and tracebacks, at ERROR,
+#: on every lost connection, which the connectors report already (as health and warnings)
+_PROTOCOL_LOGGERS = ("pymodbus", "pymodbus.logging", "asyncua")
+
+
+def quiet_protocol_libraries() -> None:
+    """Lets only CRITICAL records of pymodbus's and asyncua's own loggers through: the
+    gateway says what happened to a device itself (``Connector/*`` metrics, its log)."""
+    for name in _PROTOCOL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 class Gateway:
@@ -109,12 +122,13 @@ class Gateway:
 
     def _samples(self, samples: Sequence[Sample]) -> None:
         self.polled += len(samples)
+        types, point = self._types, BufferedPoint
         self.uplink.submit(
             [
-                BufferedPoint(
+                point(
                     sample.device,
                     sample.metric,
-                    self._types[(sample.device, sample.metric)],
+                    types[(sample.device, sample.metric)],
                     sample.timestamp,
                     sample.value,
                     int(sample.quality),

@@ -36,7 +36,15 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ModbusPDU
 
 from plantwire.edge.modbus_codec import CodecError, decode, encode, encode_bit
-from plantwire.edge.modbus_map import MAP_KEYS, MapError, Point, RegisterMap, Table
+from plantwire.edge.modbus_map import (
+    MAP_KEYS,
+    DataType,
+    MapError,
+    Order,
+    Point,
+    RegisterMap,
+    Table,
+)
 from plantwire.edge.modbus_map import parse_register_map as _parse_map
 from plantwire.edge.modbus_plan import PollGroup, ReadRequest, plan_polls
 from plantwire.edge.samples import Quality, Sample, SampleSink, SampleValue
@@ -221,6 +229,27 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: how `_DeviceLink._decoded` reads a point of a register table: one register as an unsigned
+#: or signed 16-bit integer, unscaled, bytes high first (the commonest points: no `decode`
+#: call), or through `modbus_codec.decode` (any other)
+_PLAIN_UINT16, _PLAIN_INT16, _PLAIN_OTHER = 0, 1, 2
+
+
+def _layout(request: ReadRequest) -> tuple[tuple[Point, int, int], ...]:
+    """Each point of a request with where its registers start in the answer and how it is
+    read (see `_PLAIN_UINT16`)."""
+    layout = []
+    for point in request.points:
+        kind = _PLAIN_OTHER
+        if point.count == 1 and not point.scaled and point.byte_order is Order.BIG:
+            if point.data_type is DataType.UINT16:
+                kind = _PLAIN_UINT16
+            elif point.data_type is DataType.INT16:
+                kind = _PLAIN_INT16
+        layout.append((point, point.address - request.address, kind))
+    return tuple(layout)
+
+
 def _exception_text(code: int) -> str:
     try:
         return f"exception {code} ({ExcCodes(code).name.lower().replace('_', ' ')})"
@@ -236,6 +265,11 @@ class _DeviceLink:
         self.sink = sink
         self.health = DeviceHealth(device.name)
         self.groups = plan_polls(device.register_map)
+        #: each request's points as `_decoded` reads them, by the request's id (the requests
+        #: live as long as ``groups``)
+        self._layouts = {
+            id(request): _layout(request) for group in self.groups for request in group.requests
+        }
         self.last: dict[str, SampleValue] = {}
         self.down_reported = False
         self._client: ModbusBaseClient | None = None
@@ -331,8 +365,14 @@ class _DeviceLink:
     async def _poll_while_connected(self) -> None:
         """Poll each group at its interval until the connection is lost."""
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
         due = [loop.time()] * len(self.groups)
         while self.client.connected:
+            if task is not None and task.cancelling():
+                # Python 3.11's asyncio.wait_for (in pymodbus's reads) returns the answer and
+                # drops a cancellation that arrives as the answer does; polling without pause,
+                # the task would never stop
+                raise asyncio.CancelledError
             now = loop.time()
             index = min(range(len(due)), key=due.__getitem__, default=None)
             if index is None or due[index] > now:
@@ -407,17 +447,34 @@ class _DeviceLink:
         if len(values) < request.count:
             self._failed(request, Quality.BAD, f"{len(values)} values in the answer", samples)
             return
-        for point in request.points:
-            part = request.part(point, values)
+        if request.table.holds_bits:
+            for point in request.points:
+                value: SampleValue = bool(values[point.address - request.address])
+                self.last[point.name] = value
+                samples.append(Sample(name, point.name, value, Quality.GOOD, now))
+            return
+        last, good = self.last, Quality.GOOD
+        for point, start, kind in self._layouts[id(request)]:
+            if kind != _PLAIN_OTHER:  # one register as it is: what decode does, inline
+                register = values[start]
+                if type(register) is int and 0 <= register <= 0xFFFF:
+                    value = (
+                        register - 0x10000
+                        if kind == _PLAIN_INT16 and register & 0x8000
+                        else register
+                    )
+                    last[point.name] = value
+                    samples.append(Sample(name, point.name, value, good, now))
+                    continue
             try:
-                value = bool(part[0]) if request.table.holds_bits else decode(point, part)
+                value = decode(point, values[start : start + point.count])
             except CodecError as exc:
                 self.health.decode_errors += 1
                 self._error(str(exc), now)
                 samples.append(Sample(name, point.name, None, Quality.BAD, now))
                 continue
-            self.last[point.name] = value
-            samples.append(Sample(name, point.name, value, Quality.GOOD, now))
+            last[point.name] = value
+            samples.append(Sample(name, point.name, value, good, now))
 
     async def write(self, point_name: str, value: SampleValue) -> WriteResult:
         result = await self._write(point_name, value)

@@ -33,7 +33,10 @@ from plantwire.telemetry.sparkplug import (
     decode_payload,
     encode_payload,
 )
+from plantwire.telemetry.sparkplug import sparkplug_b_pb2 as pb
+from plantwire.telemetry.sparkplug.codec import encode_metric
 from plantwire.telemetry.sparkplug.model import QUALITY_GOOD, QUALITY_PROPERTY, MetricValue
+from plantwire.telemetry.sparkplug.scalars import uint64, write_scalar
 from plantwire.telemetry.sparkplug.topics import MessageType, Topic, parse_topic
 
 __all__ = [
@@ -207,35 +210,55 @@ class EdgeNodeSession:
     ) -> list[tuple[str, bytes]]:
         """NDATA/DDATA of ``points``, one message per device in the order they first
         appear, metrics by alias with their own timestamps; ``historical`` marks buffered
-        points that were read while the uplink was down. KeyError for an undeclared metric."""
-        by_device: dict[str, list[Metric]] = {}
+        points that were read while the uplink was down. KeyError for an undeclared metric;
+        PayloadError or ValueError for a value its metric's type cannot carry (then nothing
+        is published: no ``seq`` is taken, no point counts as sent).
+
+        Each metric goes straight into protobuf: a good, non-null value of a scalar type
+        (integers, Float, Double, Boolean, String, Text) the quick way, a few field sets;
+        any other (null, a quality, DateTime, arrays, bytes) through the codec's full model.
+        Both write the same bytes (a hypothesis test compares them with `encode_payload`)."""
+        specs, aliases = self._specs, self._aliases
+        protos: dict[str, pb.Payload] = {}
         for point in points:
-            key = (point.device, point.metric)
-            alias = self._aliases[key]
-            spec = self._specs[point.device][point.metric]
-            by_device.setdefault(point.device, []).append(
-                Metric(
-                    alias=alias,
-                    timestamp=point.timestamp,
-                    datatype=spec.datatype,
-                    value=_metric_value(spec.datatype, point.value),
-                    is_historical=historical,
-                    properties=_quality(point.quality),
+            device = point.device
+            alias = aliases[(device, point.metric)]
+            datatype = specs[device][point.metric].datatype
+            proto = protos.get(device)
+            if proto is None:
+                proto = protos[device] = pb.Payload()
+            metrics = proto.metrics
+            if not _quick_metric(metrics.add(), alias, datatype, point, historical):
+                del metrics[-1]
+                encode_metric(
+                    metrics.add(),
+                    Metric(
+                        alias=alias,
+                        timestamp=point.timestamp,
+                        datatype=datatype,
+                        value=_metric_value(datatype, point.value),
+                        is_historical=historical,
+                        properties=_quality(point.quality),
+                    ),
                 )
-            )
+        sent = self._sent
         for point in points:  # encoded: they are the last published, unless older
             key = (point.device, point.metric)
-            sent = self._sent.get(key)
-            if sent is None or sent.timestamp <= point.timestamp:
-                self._sent[key] = point
+            last = sent.get(key)
+            if last is None or last.timestamp <= point.timestamp:
+                sent[key] = point
+        stamp = uint64(now_ms)
         messages = []
-        for device, metrics in by_device.items():
+        for device, proto in protos.items():
             topic = (
                 Topic(MessageType.DDATA, self.group, self.edge_node, device)
                 if device
                 else Topic(MessageType.NDATA, self.group, self.edge_node)
             )
-            messages.append(self._message(topic, metrics, now_ms))
+            proto.timestamp = stamp
+            proto.seq = self._seq
+            self._seq = (self._seq + 1) % 256
+            messages.append((str(topic), proto.SerializeToString()))
         return messages
 
     # --- commands ------------------------------------------------------------------------
@@ -321,6 +344,67 @@ class EdgeNodeSession:
         seq = self._seq
         self._seq = (self._seq + 1) % 256
         return str(topic), encode_payload(Payload(timestamp=now_ms, metrics=metrics, seq=seq))
+
+
+#: the integer types: (lowest, past the highest, mask of their two's complement, 64-bit)
+_INTEGERS = {
+    DataType.Int8: (-(1 << 7), 1 << 7, (1 << 8) - 1, False),
+    DataType.Int16: (-(1 << 15), 1 << 15, (1 << 16) - 1, False),
+    DataType.Int32: (-(1 << 31), 1 << 31, (1 << 32) - 1, False),
+    DataType.Int64: (-(1 << 63), 1 << 63, (1 << 64) - 1, True),
+    DataType.UInt8: (0, 1 << 8, (1 << 8) - 1, False),
+    DataType.UInt16: (0, 1 << 16, (1 << 16) - 1, False),
+    DataType.UInt32: (0, 1 << 32, (1 << 32) - 1, False),
+    DataType.UInt64: (0, 1 << 64, (1 << 64) - 1, True),
+}
+#: the other types whose values `write_scalar` takes as points carry them
+_QUICK_SCALARS = frozenset(
+    {DataType.Float, DataType.Double, DataType.Boolean, DataType.String, DataType.Text}
+)
+_UINT64_END = 1 << 64
+
+
+def _quick_metric(
+    proto: pb.Payload.Metric, alias: int, datatype: int, point: BufferedPoint, historical: bool
+) -> bool:
+    """Fills ``proto`` as the codec would from the point's `Metric` when the point is plain
+    (good, not null, a scalar type, a value that type carries); False when it is not (then
+    ``proto`` is half filled, to be dropped)."""
+    value, timestamp = point.value, point.timestamp
+    if (
+        value is None
+        or point.quality != QUALITY_GOOD
+        or type(timestamp) is not int
+        or not 0 <= timestamp < _UINT64_END
+    ):
+        return False
+    integer = _INTEGERS.get(datatype)  # type: ignore[call-overload]
+    if integer is not None:
+        low, end, mask, wide = integer
+        if type(value) is not int or not low <= value < end:
+            return False
+        proto.alias = alias
+        proto.timestamp = timestamp
+        proto.datatype = datatype
+        if historical:
+            proto.is_historical = True
+        if wide:
+            proto.long_value = value & mask
+        else:
+            proto.int_value = value & mask
+        return True
+    if datatype not in _QUICK_SCALARS:
+        return False
+    proto.alias = alias
+    proto.timestamp = timestamp
+    proto.datatype = datatype
+    if historical:
+        proto.is_historical = True
+    try:
+        write_scalar(proto, DataType(datatype), value)
+    except PayloadError:
+        return False
+    return True
 
 
 def _quality(quality: int) -> dict[str, PropertyValue]:

@@ -26,9 +26,11 @@ import json
 import os
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -59,7 +61,8 @@ class UplinkSettings:
     primary_host: str | None = None
     qos: int = 1
     keepalive: int = 30
-    batch: int = 1000  # points a replayed message batch holds at most
+    batch: int = 1000  # points a batch of messages holds at most (replayed or live)
+    window: int = 8  # batches published and not yet acknowledged by the broker, at most
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
 
@@ -177,6 +180,9 @@ class SparkplugUplink:
             max_inflight_messages=200,
             timeout=30,
         )
+        # window batches of a message per device may wait for their PUBACKs at once (aiomqtt
+        # warns past 10 pending calls)
+        client.pending_calls_threshold = max(200, settings.window * (len(self.session.devices) + 1))
         async with client:
             self.stats.connected = True
             self.stats.sessions += 1
@@ -224,38 +230,104 @@ class SparkplugUplink:
     # --- sending -------------------------------------------------------------------------
 
     async def _send(self, client: aiomqtt.Client) -> None:
+        """Publishes births, then the buffer's points, then live ones, keeping up to
+        ``window`` batches in flight (published, their PUBACKs awaited in order): a batch
+        from the buffer is acked there once the broker has it and every batch before it; a
+        live batch not confirmed when the session ends goes back, in order, to the buffer."""
         await self._host_online.wait()
         await self._births(client)
-        while True:
-            if self._rebirth:
-                await self._births(client)
-            if self._backlog:
-                taken = self.buffer.peek(self.settings.batch)
-                if not taken:
-                    self._backlog = False
-                    self._live = []
-                    continue
-                points = [point for _, point in taken]
-                self._declare(points)
+        flights: deque[_Flight] = deque()
+        after = 0  # the buffer's last point taken into a flight
+        try:
+            while True:
+                self._landed(flights)
                 if self._rebirth:
+                    await self._land(flights, 0)  # births after the data before them
+                    await self._births(client)
+                if len(flights) >= self.settings.window:
+                    await self._land(flights, self.settings.window - 1)
                     continue
-                await self._publish(client, self._encode(points, historical=True))
-                self.buffer.ack(taken[-1][0])
-                self.stats.replayed += len(points)
-                continue
-            if self._live is None:
-                self._live = []
-            if not self._live:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch, self._live = self._live, []
-            try:
-                await self._publish(client, self._encode(batch, historical=False))
-            except BaseException:
-                self._live = batch + (self._live or [])  # in order, for the buffer
-                raise
-            self.stats.published += len(batch)
+                if self._backlog:
+                    taken = self.buffer.peek(self.settings.batch, after)
+                    if not taken:
+                        self._backlog = False
+                        self._live = []
+                        after = 0
+                        continue
+                    points = [point for _, point in taken]
+                    self._declare(points)
+                    if self._rebirth:
+                        continue
+                    after = taken[-1][0]
+                    messages = self._encode(points, historical=True)
+                    flights.append(
+                        _Flight(self._launch(client, messages), None, after, len(points))
+                    )
+                    continue
+                if self._live is None:
+                    self._live = []
+                if not self._live:
+                    await self._idle(flights)
+                    continue
+                batch = self._live[: self.settings.batch]
+                del self._live[: self.settings.batch]
+                messages = self._encode(batch, historical=False)
+                flights.append(_Flight(self._launch(client, messages), batch, None, len(batch)))
+        finally:
+            self._landed(flights)  # confirmed already: acked, counted
+            unconfirmed: list[BufferedPoint] = []
+            for flight in flights:
+                flight.task.cancel()
+                if flight.live is not None:
+                    unconfirmed += flight.live
+                else:
+                    self._backlog = True  # still in the buffer: replayed first next time
+            if unconfirmed:  # in order, before what waits to go live, for the buffer
+                self._live = unconfirmed + (self._live or [])
+            # their errors are the session's (raised from _land) or its end's
+            await asyncio.gather(*(flight.task for flight in flights), return_exceptions=True)
+
+    def _launch(
+        self, client: aiomqtt.Client, messages: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None]:
+        # tasks start in the order made, so the packets go out in seq order
+        return asyncio.ensure_future(self._publish(client, messages))
+
+    def _landed(self, flights: deque[_Flight]) -> None:
+        """Takes the oldest flights the broker confirmed, in order, up to the first that
+        is still on its way (or failed: its error comes from `_land`)."""
+        while flights and flights[0].task.done() and not flights[0].task.exception():
+            self._confirm(flights.popleft())
+
+    async def _land(self, flights: deque[_Flight], keep: int) -> None:
+        """Waits, oldest first, until at most ``keep`` flights are on their way."""
+        while len(flights) > keep:
+            await asyncio.shield(flights[0].task)  # its failure ends the session
+            self._confirm(flights.popleft())
+
+    def _confirm(self, flight: _Flight) -> None:
+        if flight.through is not None:
+            self.buffer.ack(flight.through)
+            self.stats.replayed += flight.count
+        else:
+            self.stats.published += flight.count
+
+    async def _idle(self, flights: deque[_Flight]) -> None:
+        """Nothing to send: waits for points to send, or for the oldest flight to land."""
+        self._wake.clear()
+        if not flights:
+            await self._wake.wait()
+            return
+        woken = asyncio.ensure_future(self._wake.wait())
+        either: set[asyncio.Future[Any]] = {woken, flights[0].task}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await woken
+        if flights[0].task.done():
+            await self._land(flights, len(flights) - 1)
 
     async def _births(self, client: aiomqtt.Client) -> None:
         self._rebirth = False
@@ -347,6 +419,17 @@ class SparkplugUplink:
         temporary = self._bd_seq_file.with_suffix(".tmp")
         temporary.write_text(str(self.session.bd_seq))
         os.replace(temporary, self._bd_seq_file)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """A batch published and not yet confirmed: its live points (None: from the buffer), or
+    the buffer's sequence number to ack through once it is confirmed."""
+
+    task: asyncio.Future[None]
+    live: list[BufferedPoint] | None
+    through: int | None
+    count: int
 
 
 class _HostOffline(Exception):

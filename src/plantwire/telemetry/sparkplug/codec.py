@@ -71,7 +71,7 @@ from plantwire.telemetry.sparkplug.scalars import (
     wrong_type,
 )
 
-__all__ = ["MAX_DEPTH", "MAX_METRICS", "decode_payload", "encode_payload"]
+__all__ = ["MAX_DEPTH", "MAX_METRICS", "decode_payload", "encode_metric", "encode_payload"]
 
 MAX_METRICS = 10_000  # per payload, template members included
 MAX_DEPTH = 16  # templates in templates, property sets in property sets
@@ -139,6 +139,14 @@ def encode_payload(payload: Payload, *, include_datatypes: bool = True) -> bytes
     for metric in payload.metrics:
         encoder.metric(proto.metrics.add(), metric, 0)
     return proto.SerializeToString()
+
+
+def encode_metric(
+    proto: pb.Payload.Metric, metric: Metric, *, include_datatypes: bool = True
+) -> None:
+    """Fills one protobuf metric (of a payload being built) as `encode_payload` does each
+    of its metrics; PayloadError likewise."""
+    _Encoder(include_datatypes).metric(proto, metric, 0)
 
 
 def _in(where: str, convert: Any, value: Any) -> Any:

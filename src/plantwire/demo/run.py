@@ -26,7 +26,7 @@ from plantwire.demo.gateway_config import Uplink, gateway_toml, modbus_section, 
 from plantwire.demo.state import load_or_create
 from plantwire.demo.traceability import PartRegistrar
 from plantwire.edge.config import parse_config
-from plantwire.edge.gateway import Gateway
+from plantwire.edge.gateway import Gateway, quiet_protocol_libraries
 from plantwire.ids.client import HandleClientError
 from plantwire.ids.demo import start_hierarchy
 from plantwire.ids.names import prefix_record
@@ -302,6 +302,7 @@ async def _gateway(
     text = gateway_toml(group, edge_node, folder / "data", uplink, [meters, opcua])
     path = folder / "gateway.toml"
     path.write_text(text, encoding="utf-8")
+    quiet_protocol_libraries()  # their disconnect tracebacks are the connectors' health here
     return Gateway(parse_config(text, str(path)), folder)
 
 

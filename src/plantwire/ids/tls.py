@@ -11,23 +11,21 @@ TLS servers only."""
 from __future__ import annotations
 
 import ipaddress
-import os
-import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from plantwire.certificates import self_signed_leaf, write_atomically
 
 __all__ = ["LOCAL_NAMES", "VALIDITY", "certificate_fingerprint", "ensure_self_signed"]
 
 #: Names every self-signed certificate covers, so local tools can connect by any of them.
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 VALIDITY = timedelta(days=825)
-_BACKDATE = timedelta(hours=1)
 _COMMON_NAME = "plantwire node (self-signed)"
 
 
@@ -55,22 +53,6 @@ def _subject_alt_names(hostnames: Sequence[str]) -> list[x509.GeneralName]:
     return names
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to a temporary file beside ``path`` with ``mode`` (set before any byte is
-    written), flush it to disk, then rename it over ``path``."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.chmod(temporary, mode)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def ensure_self_signed(cert_path: Path, key_path: Path, hostnames: Sequence[str]) -> bool:
     """Make a self-signed certificate and its key unless both files exist. True when it made
     them (the key PKCS#8 PEM with mode 0o600, the certificate PEM), False when it left the
@@ -78,49 +60,11 @@ def ensure_self_signed(cert_path: Path, key_path: Path, hostnames: Sequence[str]
     if cert_path.exists() and key_path.exists():
         return False
     names = _subject_alt_names(hostnames)
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _COMMON_NAME)])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now - _BACKDATE + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
+    key_pem, cert_pem = self_signed_leaf(
+        _COMMON_NAME, ExtendedKeyUsageOID.SERVER_AUTH, VALIDITY, names
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(key_path, key_pem, 0o600)  # the key first: a certificate implies its key
-    _write_atomically(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomically(key_path, key_pem, 0o600)  # the key first: a certificate implies its key
+    write_atomically(cert_path, cert_pem, 0o644)
     return True
 
 

@@ -23,16 +23,15 @@ checked as any TLS client checks a server, chain and host name."""
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from plantwire.certificates import self_signed_leaf, write_atomically
 
 __all__ = [
     "client_certificate",
@@ -47,7 +46,6 @@ _PEM_CERTIFICATE = re.compile(
 )
 _VALIDITY = timedelta(days=3650)
 _RENEW_BEFORE = timedelta(days=365)  # made again at a start within a year of its end
-_BACKDATE = timedelta(hours=1)
 _COMMON_NAME = "plantwire Sparkplug host (MQTT client)"
 
 
@@ -96,40 +94,9 @@ def client_certificate(cert_path: Path, key_path: Path) -> bool:
             return False
     except (OSError, ValueError):
         pass
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _COMMON_NAME)])
-    now = datetime.now(UTC)
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now - _BACKDATE + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    _write(key_path, key_pem, 0o600)  # the key first: a certificate implies its key
-    _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    key_pem, cert_pem = self_signed_leaf(_COMMON_NAME, ExtendedKeyUsageOID.CLIENT_AUTH, _VALIDITY)
+    write_atomically(key_path, key_pem, 0o600)  # the key first: a certificate implies its key
+    write_atomically(cert_path, cert_pem, 0o644)
     return True
 
 
@@ -137,15 +104,4 @@ def write_client_cas(operator_ca: Path, host_cert: Path, out: Path) -> None:
     """The CA file the MQTT listener checks client certificates against: the operator's
     CAs, then the host's own certificate. OSError: a file cannot be read or written."""
     ours = operator_ca.read_bytes().rstrip(b"\n") + b"\n" + host_cert.read_bytes()
-    _write(out, ours, 0o644)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to a new file beside ``path`` (with ``mode`` from the start), then
-    rename it over ``path``."""
-    scratch = path.with_name(f".{path.name}.new")
-    scratch.unlink(missing_ok=True)
-    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    os.replace(scratch, path)
+    write_atomically(out, ours, 0o644)

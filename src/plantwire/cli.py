@@ -481,7 +481,6 @@ def gateway_command(
     """Run the edge gateway until Ctrl-C: its connectors' devices published to the platform
     as a Sparkplug B edge node, buffered while the uplink is down (see docs/edge.md)."""
     import asyncio
-    import signal
 
     from plantwire.edge.config import ConfigError, load_config, schema_text
 
@@ -498,15 +497,13 @@ def gateway_command(
         raise typer.Exit(2) from None
     from plantwire.edge.gateway import Gateway, quiet_protocol_libraries
     from plantwire.observability import configure_logging
+    from plantwire.signals import stop_on_signals
 
     configure_logging("console", os.environ.get("PLANTWIRE_LOG_LEVEL", "info"))
     quiet_protocol_libraries()
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         gateway = Gateway(checked, config.resolve().parent)
         uplink = checked.uplink
         typer.echo(
@@ -514,7 +511,8 @@ def gateway_command(
             f"mqtt{'s' if uplink.tls else ''}://{uplink.host}:{uplink.port}, "
             f"{len(checked.modbus_devices)} Modbus device(s). Ctrl-C stops it."
         )
-        await gateway.run(stop)
+        with stop_on_signals(stop):
+            await gateway.run(stop)
 
     with _operator_errors():
         asyncio.run(main())

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from plantwire.ids.names import prefix_record
 from plantwire.ids.server import bind_socket
 from plantwire.platform import Platform
 from plantwire.serving import PlatformServer
+from plantwire.signals import stop_on_signals
 from plantwire.sim.plant import MachineSpec
 from plantwire.sim.runner import SimEndpoints, Simulator
 
@@ -109,18 +109,9 @@ async def _stop_server(server: PlatformServer, serving: asyncio.Task[None]) -> N
 async def run_demo(settings: Settings, parts: DemoParts) -> bool:
     """Run the demo until SIGINT or SIGTERM; False when the platform's server did not
     start (uvicorn logged why)."""
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt instead
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-    try:
+    with stop_on_signals(stop):
         return await _run(settings, parts, stop)
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
 
 
 async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> bool:

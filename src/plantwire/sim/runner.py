@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 
+from plantwire.signals import stop_on_signals
 from plantwire.sim.modbus import MeterModbusServer
 from plantwire.sim.opcua import NAMESPACE_URI, PlantOpcUaServer
 from plantwire.sim.plant import PartRecord, Plant, PlantSnapshot
@@ -188,14 +188,8 @@ class Simulator:
 async def serve(simulator: Simulator, ready: Callable[[SimEndpoints], None]) -> None:
     """Run ``simulator`` until SIGINT or SIGTERM (Ctrl-C where signals cannot be handled so),
     calling ``ready`` with its endpoints once both servers listen."""
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt instead
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-    try:
+    with stop_on_signals(stop):
         ready(await simulator.start())
         waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(simulator.wait())]
         try:
@@ -205,6 +199,3 @@ async def serve(simulator: Simulator, ready: Callable[[SimEndpoints], None]) -> 
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
             await simulator.stop()
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)

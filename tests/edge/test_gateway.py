@@ -24,7 +24,12 @@ from tests.telemetry.sparkplug.test_provisioning import DEVICES
 __all__ = ["servers"]
 
 
-def _config(tmp_path: Path, node: dict[str, Any], mqtt_port: int, modbus_port: int) -> Path:
+def write_config(
+    tmp_path: Path, node: dict[str, Any], mqtt_port: int, device: str, points: str
+) -> Path:
+    """A gateway.toml in ``tmp_path`` for the edge node ``node`` (its password in a file
+    beside it) with one Modbus device ``meter-1``: ``device`` its connection keys, ``points``
+    its ``[[modbus.devices.points]]`` tables."""
     credentials: dict[str, str] = node["mqtt"]
     (tmp_path / "secret").write_text(credentials["password"] + "\n")
     path = tmp_path / "gateway.toml"
@@ -44,10 +49,19 @@ primary_host = "plantwire"
 
 [[modbus.devices]]
 name = "meter-1"
-host = "127.0.0.1"
-port = {modbus_port}
-poll_interval = 0.1
+{device}
+{points}"""
+    )
+    return path
 
+
+def _config(tmp_path: Path, node: dict[str, Any], mqtt_port: int, modbus_port: int) -> Path:
+    return write_config(
+        tmp_path,
+        node,
+        mqtt_port,
+        f'host = "127.0.0.1"\nport = {modbus_port}\npoll_interval = 0.1',
+        """
 [[modbus.devices.points]]
 name = "voltage"
 table = "holding_register"
@@ -61,9 +75,8 @@ address = 10
 type = "int16"
 scale = 0.1
 writable = true
-"""
+""",
     )
-    return path
 
 
 async def test_a_modbus_device_reaches_the_platform_and_takes_its_commands(

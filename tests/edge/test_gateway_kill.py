@@ -33,6 +33,7 @@ from pymodbus.server import ModbusTcpServer
 from plantwire.edge.buffer import BufferedPoint, PointBuffer
 from plantwire.telemetry.broker import BundledBroker
 from tests.conftest import Seed
+from tests.edge.test_gateway import write_config
 from tests.edge.test_modbus import servers, start_server
 from tests.edge.test_uplink import EDGE, G, with_node
 from tests.telemetry.sparkplug.test_host import eventually, got, made
@@ -59,37 +60,13 @@ async def _count_up(
 
 
 def _config(tmp_path: Path, node: dict[str, Any], mqtt_port: int, modbus_port: int) -> Path:
-    credentials: dict[str, str] = node["mqtt"]
-    (tmp_path / "secret").write_text(credentials["password"] + "\n")
     points = "".join(
         f'\n[[modbus.devices.points]]\nname = "c{n}"\ntable = "holding_register"\n'
         f'address = {n}\ntype = "uint16"\n'
         for n in range(COUNTERS)
     )
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f"""
-[node]
-group = "{G}"
-edge_node = "{EDGE}"
-data_dir = "data"
-health_interval = 0.5
-
-[uplink]
-port = {mqtt_port}
-username = "{credentials["username"]}"
-password_file = "secret"
-primary_host = "plantwire"
-
-[[modbus.devices]]
-name = "meter-1"
-host = "127.0.0.1"
-port = {modbus_port}
-poll_interval = 0.02
-timeout = 10.0
-{points}"""
-    )
-    return path
+    device = f'host = "127.0.0.1"\nport = {modbus_port}\npoll_interval = 0.02\ntimeout = 10.0'
+    return write_config(tmp_path, node, mqtt_port, device, points)
 
 
 class GatewayProcess:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -115,8 +114,9 @@ async def run_demo(settings: Settings, parts: DemoParts) -> bool:
 
 
 async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> bool:
-    for chatty in ("asyncua", "pymodbus"):  # the simulator's servers' libraries
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # the simulator's and the gateway's protocol libraries: their disconnect tracebacks are
+    # the connectors' health here
+    quiet_protocol_libraries()
     demo_dir = settings.data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     secrets = load_or_create(demo_dir / "secrets.json")
@@ -293,7 +293,6 @@ async def _gateway(
     text = gateway_toml(group, edge_node, folder / "data", uplink, [meters, opcua])
     path = folder / "gateway.toml"
     path.write_text(text, encoding="utf-8")
-    quiet_protocol_libraries()  # their disconnect tracebacks are the connectors' health here
     return Gateway(parse_config(text, str(path)), folder)
 
 

@@ -214,7 +214,11 @@ def test_any_json_decodes_to_well_typed_points_or_is_refused(document: Any) -> N
 @given(
     st.dictionaries(
         st.text(
-            alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFFFF),
+            # no surrogates: a name is text, and two of them side by side are one character
+            # once written as JSON and read back (found by hypothesis in CI)
+            alphabet=st.characters(
+                min_codepoint=0x20, max_codepoint=0xFFFF, exclude_categories=("Cs",)
+            ),
             min_size=1,
             max_size=30,
         ).filter(lambda name: "\x7f" not in name),

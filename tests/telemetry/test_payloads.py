@@ -216,9 +216,7 @@ def test_any_json_decodes_to_well_typed_points_or_is_refused(document: Any) -> N
         st.text(
             # no surrogates: a name is text, and two of them side by side are one character
             # once written as JSON and read back (found by hypothesis in CI)
-            alphabet=st.characters(
-                min_codepoint=0x20, max_codepoint=0xFFFF, exclude_categories=("Cs",)
-            ),
+            alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFFFF, codec="utf-8"),
             min_size=1,
             max_size=30,
         ).filter(lambda name: "\x7f" not in name),

@@ -177,6 +177,25 @@ async def test_points_reach_the_platform_after_the_hosts_state_and_commands_come
     )
 
 
+async def test_waiting_for_a_silent_primary_host_asks_for_its_state_again(
+    with_broker: tuple[TestClient, Seed, BundledBroker], tmp_path: Path
+) -> None:
+    """A subscription made just as the host publishes its birth can miss it on nats-server;
+    while no STATE has come, the uplink subscribes again (the broker then re-sends the
+    retained one), less often as the wait goes on, and publishes nothing."""
+    _, _, broker, node = await with_node(with_broker)
+    with PointBuffer(tmp_path / "buffer.sqlite") as buffer:
+        uplink = _uplink(broker, node, buffer, tmp_path, primary_host="not-running", host_wait=0.1)
+        async with running(uplink):
+            await eventually(lambda: uplink.stats.state_resubscribes >= 3, "three re-subscribes")
+            uplink.submit([BufferedPoint("Press1", "Temperature", T.Double, NOW + 1, 71.5)])
+            assert uplink.stats.connected
+            assert not uplink.stats.online
+            assert uplink.stats.births == 0
+            assert uplink.stats.published == 0
+        assert len(buffer) == 1  # kept for when the host comes
+
+
 async def test_points_read_while_the_broker_is_down_arrive_after_in_order_once(
     with_broker: tuple[TestClient, Seed, BundledBroker], tmp_path: Path
 ) -> None:

@@ -65,6 +65,7 @@ class UplinkSettings:
     window: int = 8  # batches published and not yet acknowledged by the broker, at most
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    host_wait: float = 5.0  # waiting longer than this for the host's STATE, subscribe again
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class UplinkStats:
     births: int = 0
     commands: int = 0
     command_errors: int = 0
+    state_resubscribes: int = 0  # the host's STATE asked for again (see ``_await_host``)
     last_error: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -234,7 +236,7 @@ class SparkplugUplink:
         ``window`` batches in flight (published, their PUBACKs awaited in order): a batch
         from the buffer is acked there once the broker has it and every batch before it; a
         live batch not confirmed when the session ends goes back, in order, to the buffer."""
-        await self._host_online.wait()
+        await self._await_host(client)
         await self._births(client)
         flights: deque[_Flight] = deque()
         after = 0  # the buffer's last point taken into a flight
@@ -356,6 +358,21 @@ class SparkplugUplink:
                 self.stats.invalid += 1
                 self._error(f"point {point.device}/{point.metric} dropped: {error}")
         return messages
+
+    async def _await_host(self, client: aiomqtt.Client) -> None:
+        """Waits for the primary host's STATE to say online, subscribing to it again after
+        ``host_wait`` seconds, then twice as long, up to a minute: a new SUBSCRIBE makes the
+        broker send the retained STATE again (MQTT 3.1.1, 3.8.4), and a subscription made
+        just as the host published its birth can miss both the live message and, on a broker
+        that stores retained messages asynchronously (nats-server), the retained one."""
+        wait = self.settings.host_wait
+        while not self._host_online.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._host_online.wait(), wait)
+            if not self._host_online.is_set() and self.settings.primary_host is not None:
+                self.stats.state_resubscribes += 1
+                await client.subscribe(str(HostStateTopic(self.settings.primary_host)), qos=1)
+                wait = min(wait * 2, 60.0)
 
     # --- receiving -----------------------------------------------------------------------
 

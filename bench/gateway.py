@@ -8,15 +8,25 @@ server and the bundled broker, all on this machine's cores.
    second, and points the uplink published and the broker acknowledged (QoS 1) a second.
    Baseline in the same run: one pymodbus client reading 125 registers in a loop from the
    same server (pymodbus's own speed), for a third of the time.
-2. **Resident memory** of the gateway's process over that run (sampled every
+2. **OPC UA subscribed and forwarded**: an asyncua server (its own process, built like the
+   simulator's: variables written with ``write_attribute_value``) whose ``--variables``
+   Double variables, ten devices' worth, all change every ``--period`` seconds; the gateway
+   subscribes to each (sampling interval = period, publishing interval 100 ms). The figures:
+   data changes the connector received a second, and points the uplink published and the
+   broker acknowledged a second, beside the changes the server made a second (it prints
+   them). Baseline in the same run: one asyncua client subscribed to the same variables,
+   counting its data change notifications (asyncua's own speed), for a third of the time.
+3. **Resident memory** of the gateway's process over each run (sampled every
    ``--seconds``/10): its growth from the first sample after warming up to the last.
-   ``--seconds 1800`` is the issue's 30-minute run.
-3. **Buffer replay**: ``--replay`` points put into the buffer while the uplink is down, then
+   ``--sections both --seconds 1800`` is the issue's 30-minute run: one gateway with the
+   Modbus devices and the OPC UA server at once.
+4. **Buffer replay**: ``--replay`` points put into the buffer while the uplink is down, then
    the uplink started: points a second from its start until the buffer is empty (every batch
    acknowledged by the broker). Baseline in the same run: the same DDATA messages published by
    one aiomqtt client at QoS 1, awaited the same way (the transport's speed).
 
-Run: ``.venv/bin/python bench/gateway.py [--seconds N] [--devices N] [--registers N]``
+Run: ``.venv/bin/python bench/gateway.py [--seconds N] [--devices N] [--registers N]
+[--variables N] [--period S] [--replay N] [--sections modbus,opcua,replay|both]``
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -76,17 +87,85 @@ def run_server(port: int) -> None:
     asyncio.run(main())
 
 
+def run_opcua_server(port: int, variables: int, period: float) -> None:
+    """``variables`` Double variables ``ns=2;s=v<n>`` that all change every ``period``
+    seconds; prints ``ready``, then every second the changes a second it made."""
+    import logging
+    from datetime import UTC, datetime
+
+    from asyncua import Server, ua
+
+    from plantwire.sim._ua import data_value, string_node
+
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+
+    async def serve() -> None:
+        server = Server()
+        await server.init()
+        server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/bench")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        ns = await server.register_namespace("urn:plantwire:bench")
+        folder = await server.nodes.objects.add_object(ns, "Bench")
+        nodes = [
+            (await folder.add_variable(string_node(f"v{n}", ns), f"v{n}", 0.0)).nodeid
+            for n in range(variables)
+        ]
+        loop = asyncio.get_running_loop()
+        async with server:
+            print("ready", flush=True)
+            step, written, reported = 0, 0, loop.time()
+            while True:
+                started = loop.time()
+                step += 1
+                now = datetime.now(UTC)
+                for n, node in enumerate(nodes):
+                    value = float(step * variables + n)
+                    await server.write_attribute_value(
+                        node, data_value(value, ua.VariantType.Double, when=now)
+                    )
+                written += variables
+                if started - reported >= 1.0:
+                    print(f"changes {written / (started - reported):.0f}", flush=True)
+                    written, reported = 0, started
+                await asyncio.sleep(max(0.0, period - (loop.time() - started)))
+
+    asyncio.run(serve())
+
+
 # --- the measurements ------------------------------------------------------------------------
 
 
 def _gateway_toml(
-    data: Path, mqtt_port: int, modbus_port: int, devices: int, registers: int
+    data: Path,
+    mqtt_port: int,
+    modbus: tuple[int, int, int] | None = None,
+    opcua: tuple[int, int, float] | None = None,
 ) -> str:
+    """The gateway's configuration: Modbus (port, devices, registers) and OPC UA (port,
+    variables, period), either or both."""
     lines = [
         f'[node]\ngroup = "{GROUP}"\nedge_node = "{EDGE}"\ndata_dir = "{data}"',
         "health_interval = 5.0",
         f'[uplink]\nport = {mqtt_port}\nusername = "{_username()}"\npassword = "{PASSWORD}"',
     ]
+    if modbus is not None:
+        lines += _modbus_toml(*modbus)
+    if opcua is not None:
+        port, variables, period = opcua
+        lines.append(
+            f'[[opcua.servers]]\nname = "bench"\nendpoint = "opc.tcp://127.0.0.1:{port}/bench"\n'
+            "publishing_interval_ms = 100"
+        )
+        for n in range(variables):
+            lines.append(
+                f'[[opcua.servers.nodes]]\nmetric = "v{n}"\ndevice = "machine-{n % 10}"\n'
+                f'node_id = "ns=2;s=v{n}"\nsampling_interval_ms = {period * 1000:g}'
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _modbus_toml(modbus_port: int, devices: int, registers: int) -> list[str]:
+    lines = []
     for device in range(devices):
         lines.append(
             f'[[modbus.devices]]\nname = "meter-{device}"\nhost = "127.0.0.1"\n'
@@ -98,7 +177,7 @@ def _gateway_toml(
                 f'[[modbus.devices.points]]\nname = "r{register}"\n'
                 f'table = "holding_register"\naddress = {base + register}\ntype = "uint16"'
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _username() -> str:
@@ -124,6 +203,36 @@ async def modbus_baseline(port: int, seconds: float) -> float:
     elapsed = time.perf_counter() - started
     client.close()
     return read / elapsed
+
+
+async def opcua_baseline(port: int, variables: int, period: float, seconds: float) -> float:
+    """Data change notifications a second one asyncua client receives, subscribed to every
+    variable as the gateway is."""
+    from asyncua import Client, ua
+
+    received = 0
+
+    class Handler:
+        def datachange_notification(self, node: object, value: object, data: object) -> None:
+            nonlocal received
+            received += 1
+
+    client = Client(f"opc.tcp://127.0.0.1:{port}/bench", timeout=30)
+    await client.connect()
+    try:
+        subscription = await client.create_subscription(100, Handler())
+        nodes = [client.get_node(f"ns=2;s=v{n}") for n in range(variables)]
+        await subscription.subscribe_data_change(
+            nodes, sampling_interval=ua.Double(period * 1000), queuesize=10
+        )
+        await asyncio.sleep(min(3.0, seconds / 3))  # the initial values, then steady state
+        before, started = received, time.perf_counter()
+        await asyncio.sleep(seconds)
+        rate = (received - before) / (time.perf_counter() - started)
+        await subscription.delete()
+    finally:
+        await client.disconnect()
+    return rate
 
 
 async def gateway_run(config_text: str, base: Path, seconds: float) -> dict[str, Any]:
@@ -213,6 +322,58 @@ async def _until(condition: Any, seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
+class _ServerProcess:
+    """A server run as this script's child (``server`` / ``opcua-server``), its stdout
+    read by a thread: ``ready`` first, then what it reports."""
+
+    def __init__(self, *arguments: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, *arguments],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the {arguments[0]} did not start")
+        self.lines: list[tuple[float, str]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic(), line.strip()))
+
+    def changes(self, since: float) -> float:
+        """The mean of the changes a second the OPC UA server reported after ``since``."""
+        rates = [float(line.split()[1]) for at, line in self.lines if at > since]
+        return sum(rates) / len(rates) if rates else 0.0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def _rss_line(result: dict[str, Any]) -> str:
+    rss = result["rss"]
+    return (
+        f"   gateway RSS MiB over the run: {' '.join(f'{v:.0f}' for v in rss)} "
+        f"(growth {100 * (rss[-1] / rss[0] - 1):+.1f}% first to last); "
+        f"buffered {result['buffered']:,}, dropped {result['dropped']:,}"
+    )
+
+
+def _report(what: str, unit: str, result: dict[str, Any], raw: float, extra: str = "") -> None:
+    """A gateway run's figures beside the baseline's ``raw`` rate."""
+    polled, published = result["polled"], result["published"]
+    print(f"gateway: {what:<32}{polled:12,.0f} {unit}   {polled / raw:.2f}x{extra}")
+    print(
+        f"gateway: {'points forwarded (PUBACKed)':<32}{published:12,.0f} points/s   "
+        f"{published / raw:.2f}x"
+    )
+    print(_rss_line(result), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -220,8 +381,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--registers", type=int, default=1000)
+    parser.add_argument("--variables", type=int, default=1000)
+    parser.add_argument("--period", type=float, default=0.1)
     parser.add_argument("--replay", type=int, default=200_000)
+    parser.add_argument(
+        "--sections",
+        default="modbus,opcua,replay",
+        help="comma-separated: modbus, opcua, replay, both (one gateway with both connectors)",
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
+    if sections - {"modbus", "opcua", "replay", "both"}:
+        raise SystemExit(
+            f"unknown sections: {sorted(sections - {'modbus', 'opcua', 'replay', 'both'})}"
+        )
     if args.devices * args.registers > REGISTERS:
         raise SystemExit(f"at most {REGISTERS} registers in all")
 
@@ -235,7 +408,7 @@ def main() -> None:
     quiet_protocol_libraries()
     with tempfile.TemporaryDirectory(prefix="pw-bench-gateway-") as name:
         directory = Path(name)
-        ports = free_ports(4)
+        ports = free_ports(5)
         settings = load_settings(
             directory / "platform",
             broker_nats_port=ports[0],
@@ -246,65 +419,97 @@ def main() -> None:
         broker = BundledBroker.from_settings(settings)
         node = Device("gateway", hash_device_password(PASSWORD, rounds=4), GROUP)
         broker.start([TenantAccount(TENANT, (node,))])
-        server = subprocess.Popen(
-            [sys.executable, __file__, "server", str(ports[3])],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        )
+        servers: list[_ServerProcess] = []
         try:
-            assert server.stdout is not None
-            assert server.stdout.readline().strip() == "ready"
-            print(
-                f"== Modbus: {args.devices} devices x {args.registers} uint16 registers, "
-                f"{args.seconds:g} s",
-                flush=True,
-            )
-            raw = asyncio.run(modbus_baseline(ports[3], args.seconds / 3))
-            print(
-                f"baseline: pymodbus client, reads of 125  {raw:12,.0f} registers/s   1.00x",
-                flush=True,
-            )
-            config = _gateway_toml(
-                directory / "gateway", ports[2], ports[3], args.devices, args.registers
-            )
-            result = asyncio.run(gateway_run(config, directory, args.seconds))
-            print(
-                f"gateway: Modbus registers polled          {result['polled']:12,.0f} "
-                f"registers/s   {result['polled'] / raw:.2f}x",
-                flush=True,
-            )
-            print(
-                f"gateway: points forwarded (PUBACKed)      {result['published']:12,.0f} "
-                f"points/s   {result['published'] / raw:.2f}x",
-                flush=True,
-            )
-            rss = result["rss"]
-            print(
-                f"   gateway RSS MiB over the run: {' '.join(f'{v:.0f}' for v in rss)} "
-                f"(growth {100 * (rss[-1] / rss[0] - 1):+.1f}% first to last); "
-                f"buffered {result['buffered']:,}, dropped {result['dropped']:,}",
-                flush=True,
-            )
-            print(f"== buffer replay: {args.replay:,} points, 1,000 a message", flush=True)
-            baseline, replay = asyncio.run(replay_run(ports[2], directory, args.replay))
-            print(
-                f"baseline: aiomqtt QoS 1 publishing         {baseline:12,.0f} points/s   1.00x",
-                flush=True,
-            )
-            print(
-                f"gateway: buffer replayed to the broker     {replay:12,.0f} points/s   "
-                f"{replay / baseline:.2f}x",
-                flush=True,
-            )
+            modbus = opcua = None
+            if sections & {"modbus", "both"}:
+                servers.append(_ServerProcess("server", str(ports[3])))
+                modbus = (ports[3], args.devices, args.registers)
+            if sections & {"opcua", "both"}:
+                opcua_server = _ServerProcess(
+                    "opcua-server", str(ports[4]), str(args.variables), str(args.period)
+                )
+                servers.append(opcua_server)
+                opcua = (ports[4], args.variables, args.period)
+            if "modbus" in sections:
+                assert modbus is not None
+                print(
+                    f"== Modbus: {args.devices} devices x {args.registers} uint16 registers, "
+                    f"{args.seconds:g} s",
+                    flush=True,
+                )
+                raw = asyncio.run(modbus_baseline(ports[3], args.seconds / 3))
+                print(
+                    f"baseline: pymodbus client, reads of 125  {raw:12,.0f} registers/s   1.00x",
+                    flush=True,
+                )
+                config = _gateway_toml(directory / "gateway-modbus", ports[2], modbus=modbus)
+                result = asyncio.run(gateway_run(config, directory, args.seconds))
+                _report("Modbus registers polled  ", "registers/s", result, raw)
+            if "opcua" in sections:
+                assert opcua is not None
+                print(
+                    f"== OPC UA: {args.variables} Double variables changing every "
+                    f"{args.period:g} s ({args.variables / args.period:,.0f} changes/s asked), "
+                    f"{args.seconds:g} s",
+                    flush=True,
+                )
+                since = time.monotonic()
+                raw = asyncio.run(
+                    opcua_baseline(ports[4], args.variables, args.period, args.seconds / 3)
+                )
+                offered = opcua_server.changes(since)
+                print(
+                    f"baseline: asyncua client subscribed      {raw:12,.0f} changes/s   1.00x"
+                    f"   (server made {offered:,.0f}/s)",
+                    flush=True,
+                )
+                config = _gateway_toml(directory / "gateway-opcua", ports[2], opcua=opcua)
+                since = time.monotonic()
+                result = asyncio.run(gateway_run(config, directory, args.seconds))
+                offered = opcua_server.changes(since)
+                made = f"   (server made {offered:,.0f}/s)"
+                _report("OPC UA data changes received", "changes/s", result, raw, made)
+            if "both" in sections:
+                print(
+                    f"== both connectors in one gateway, {args.seconds:g} s: Modbus "
+                    f"{args.devices} x {args.registers} registers, OPC UA {args.variables} "
+                    f"variables every {args.period:g} s",
+                    flush=True,
+                )
+                config = _gateway_toml(
+                    directory / "gateway-both", ports[2], modbus=modbus, opcua=opcua
+                )
+                result = asyncio.run(gateway_run(config, directory, args.seconds))
+                print(
+                    f"gateway: values read (polled + changes)   {result['polled']:12,.0f} /s; "
+                    f"forwarded {result['published']:,.0f} points/s",
+                    flush=True,
+                )
+                print(_rss_line(result), flush=True)
+            if "replay" in sections:
+                print(f"== buffer replay: {args.replay:,} points, 1,000 a message", flush=True)
+                baseline, replay = asyncio.run(replay_run(ports[2], directory, args.replay))
+                print(
+                    f"baseline: aiomqtt QoS 1 publishing         {baseline:12,.0f} points/s"
+                    "   1.00x",
+                    flush=True,
+                )
+                print(
+                    f"gateway: buffer replayed to the broker     {replay:12,.0f} points/s   "
+                    f"{replay / baseline:.2f}x",
+                    flush=True,
+                )
         finally:
-            server.terminate()
-            server.wait(10)
+            for server in servers:
+                server.stop()
             broker.stop()
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "server":
         run_server(int(sys.argv[2]))
+    elif len(sys.argv) > 4 and sys.argv[1] == "opcua-server":
+        run_opcua_server(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     else:
         main()

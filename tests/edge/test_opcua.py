@@ -188,6 +188,27 @@ async def test_changes_timestamps_and_status_codes(port: int) -> None:
             assert (doubtful.quality, doubtful.status) == (64, uncertain)
 
 
+async def test_every_change_between_two_publishes_arrives(port: int) -> None:
+    """Sampling 20 ms, publishing 500 ms: the queue holds what the server takes between two
+    publishes with room to spare, so 30 changes within one interval all arrive, in order
+    (a queue of publishing / sampling = 25 would have dropped the oldest five)."""
+    async with serving(await make_server(port)) as plant:
+        queue: asyncio.Queue[OpcUaSample] = asyncio.Queue()
+        connector = OpcUaConnector(
+            config(plant, [press(plant, "Temperature")], publishing_ms=500.0), queue.put
+        )
+        async with running(connector):
+            assert (await sample_of(queue, "Temperature")).value == 20.0
+            values = [30.0 + step for step in range(30)]
+            for value in values:
+                await plant.set("Temperature", value)
+            received: list[object] = []
+            async with asyncio.timeout(5):
+                while len(received) < len(values):
+                    received.append((await queue.get()).value)
+            assert received == values
+
+
 async def test_deadband_suppresses_small_changes(port: int) -> None:
     async with serving(await make_server(port)) as plant:
         queue: asyncio.Queue[OpcUaSample] = asyncio.Queue()

@@ -390,9 +390,10 @@ class OpcUaConnector:
         parameters = ua.MonitoringParameters()
         parameters.ClientHandle = handle
         parameters.SamplingInterval = config.sampling_ms
-        # room for every sample taken between two publishes
+        # room for every sample taken over two publishing intervals: one publish that comes
+        # late (a busy client, a jittery server) loses nothing
         ratio = self.config.publishing_ms / config.sampling_ms if config.sampling_ms > 0 else 10
-        parameters.QueueSize = max(1, min(_MAX_QUEUE, math.ceil(ratio)))
+        parameters.QueueSize = max(2, min(_MAX_QUEUE, math.ceil(2 * ratio)))
         parameters.DiscardOldest = True
         if config.deadband is not None:
             parameters.Filter = ua.DataChangeFilter(

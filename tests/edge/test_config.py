@@ -31,6 +31,11 @@ def test_the_documented_example_is_valid_and_complete() -> None:
     assert (config.node.group, config.node.edge_node) == ("Plant1", "Gateway1")
     assert config.uplink.primary_host == "plantwire"
     assert [device.name for device in config.modbus_devices] == ["meter-1"]
+    (server,) = config.opcua_servers
+    assert [(node.device, node.metric, node.writable) for node in server.nodes] == [
+        ("cnc-1", "SpindleSpeed", False),
+        ("cnc-1", "SpeedSetpoint", True),
+    ]
     assert jsonschema_rs.validator_for(json_schema()).is_valid(tomllib.loads(documented_example()))
 
 

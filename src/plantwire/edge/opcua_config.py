@@ -94,8 +94,9 @@ class OpcUaServerConfig:
     publishing_ms: float = 1000.0
     #: how long a request may take
     timeout_s: float = 4.0
-    #: how often the connection is probed (a read of the server's state)
-    keepalive_s: float = 1.0
+    #: how often the connection is probed (a read of the server's state), which is also how
+    #: long a probe may take: asyncua uses the interval as the probe's timeout
+    keepalive_s: float = 5.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
 

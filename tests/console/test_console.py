@@ -15,7 +15,17 @@ def test_login_lands_on_the_overview(page: Page) -> None:
     sign_in(page, "a-engineer")
     expect(page).to_have_url(re.compile(r"/$"))
     expect(page.get_by_test_id("page-title")).to_have_text("Overview")
-    expect(page.get_by_test_id("who")).to_contain_text("a-engineer · engineer")
+    expect(page.get_by_test_id("who")).to_have_text("a-engineer · engineer · Tenant a")
+
+
+def test_signing_in_gives_the_browser_a_new_id(page: Page) -> None:
+    page.goto("/login")
+    before = {c["name"]: c["value"] for c in page.context.cookies()}["plantwire_console"]
+    sign_in(page, "a-viewer", path="/login")
+    after = {c["name"]: c["value"] for c in page.context.cookies()}["plantwire_console"]
+    assert after != before  # an id planted before sign-in is worth nothing after it
+    page.goto("/login/complete?ticket=used-or-forged&next=/admin")
+    expect(page).to_have_url(re.compile(r"/login\?reason=required&next=/admin"))
 
 
 def test_a_wrong_password_is_said_in_the_page(page: Page) -> None:
@@ -68,6 +78,15 @@ def test_a_viewer_sees_no_administration_and_is_refused_it(page: Page) -> None:
     page.goto("/admin")
     expect(page.get_by_test_id("forbidden")).to_contain_text("Your role may not use")
     expect(page.get_by_test_id("users")).to_have_count(0)
+
+
+def test_the_theme_follows_the_browser_until_chosen(page: Page) -> None:
+    page.emulate_media(color_scheme="dark")
+    sign_in(page, "b-engineer")
+    body = page.locator("body")
+    expect(body).to_have_class(re.compile(r"body--dark"))
+    page.emulate_media(color_scheme="light")
+    expect(body).not_to_have_class(re.compile(r"body--dark"))
 
 
 def test_the_dark_theme_is_remembered_for_the_user(page: Page) -> None:

@@ -72,6 +72,7 @@ class Console:
     user: ConsoleUser
     api: ApiClient
     request: ConsoleRequest
+    tenant_name: str | None = None  # the user's tenant's name; None for platform admins
 
     def can(self, permission: Permission) -> bool:
         """Whether to show a control that needs ``permission`` (the API checks again)."""
@@ -145,8 +146,8 @@ def _frame(console: Console, title: str, current: str) -> None:
             ui.label("plantwire").classes("text-h6")
         with ui.row().classes("items-center no-wrap gap-2"):
             who = f"{user.username} · {user.role.value}"
-            if user.tenant is not None:
-                who += f" · tenant {user.tenant}"
+            if console.tenant_name is not None:
+                who += f" · {console.tenant_name}"
             ui.label(who).classes("text-body2").props("data-testid=who")
             ui.button(icon="dark_mode", on_click=lambda: _toggle(console, dark)).props(
                 "flat round color=white aria-label='Switch light or dark theme'"
@@ -209,6 +210,16 @@ def console_page(
                 here.browser_id, ConsoleSession(session.token, user, session.expires_at)
             )
             console = Console(user, api, here)
+            try:
+                if user.tenant is not None:
+                    tenant = await api.get(f"/api/v1/tenants/{user.tenant}")
+                    console.tenant_name = str(tenant["name"])
+            except SessionExpired:
+                here.state.sessions.drop(here.browser_id)
+                return RedirectResponse(login_redirect(request.url.path, "expired"), 303)
+            except ConsoleError as error:  # the frame still shows; the page says what failed
+                console.tenant_name = user.tenant
+                log.warning("console: the tenant of %s: %s", user.username, error)
             _frame(console, title, path)
             with ui.column().classes("w-full q-pa-md gap-4").props("role=main"):
                 ui.label(title).classes("text-h5").props("data-testid=page-title")

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plantwire.console.sessions import ConsoleSessions, ThemePreferences, new_browser_id
 
-__all__ = ["BROWSER_COOKIE", "ConsoleState", "mount_console"]
+__all__ = ["BROWSER_COOKIE", "ConsoleState", "browser_cookie", "mount_console"]
 
 BROWSER_COOKIE = "plantwire_console"
 SCOPE_KEY = "plantwire.console"
@@ -58,6 +58,12 @@ def _browser_id(scope: Scope) -> str | None:
     return None
 
 
+def browser_cookie(browser_id: str, *, secure: bool) -> str:
+    """The ``Set-Cookie`` value giving a browser its id."""
+    cookie = f"{BROWSER_COOKIE}={browser_id}; Path=/; HttpOnly; SameSite=Strict"
+    return cookie + "; Secure" if secure else cookie
+
+
 class _WithBrowserId:
     """Gives each browser an opaque id cookie (set on its first HTTP answer) and puts the
     console's state and that id in the scope for the pages."""
@@ -76,9 +82,7 @@ class _WithBrowserId:
         if known is not None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookie = f"{BROWSER_COOKIE}={browser_id}; Path=/; HttpOnly; SameSite=Strict"
-        if self.state.cookie_secure:
-            cookie += "; Secure"
+        cookie = browser_cookie(browser_id, secure=self.state.cookie_secure)
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":

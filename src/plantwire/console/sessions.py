@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from plantwire.security.roles import ROLE_PERMISSIONS, Permission, Role
 
 __all__ = [
+    "TICKET_SECONDS",
     "ConsoleSession",
     "ConsoleSessions",
     "ConsoleUser",
@@ -66,12 +68,42 @@ class ConsoleSession:
     expires_at: datetime
 
 
+#: How long a signed-in browser has to exchange its ticket for a fresh id (one redirect).
+TICKET_SECONDS = 60
+
+
 class ConsoleSessions:
-    """Browser id → session, in memory; an entry past its token's expiry is gone."""
+    """Browser id → session, in memory; an entry past its token's expiry is gone.
+
+    A sign-in happens over the page's websocket, which cannot set a cookie; so it leaves the
+    session under a one-time ticket bound to the browser's id, and the browser, redirected to
+    ``/login/complete?ticket=…``, gets a new id for it (no session fixation through a planted
+    id)."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, ConsoleSession] = {}
+        self._tickets: dict[str, tuple[str, ConsoleSession, float]] = {}
         self._lock = threading.Lock()
+
+    def issue_ticket(self, browser_id: str, session: ConsoleSession) -> str:
+        ticket = secrets.token_urlsafe(32)
+        now = time.monotonic()
+        with self._lock:
+            self._tickets = {k: v for k, v in self._tickets.items() if v[2] > now}
+            self._tickets[ticket] = (browser_id, session, now + TICKET_SECONDS)
+        return ticket
+
+    def redeem(self, ticket: str, browser_id: str) -> str | None:
+        """The new browser id holding the ticket's session, if the ticket is valid, unused
+        and presented by the browser it was issued to."""
+        with self._lock:
+            found = self._tickets.pop(ticket, None)
+            if found is None or found[0] != browser_id or found[2] <= time.monotonic():
+                return None
+            new_id = new_browser_id()
+            self._sessions.pop(browser_id, None)
+            self._sessions[new_id] = found[1]
+            return new_id
 
     def get(self, browser_id: str) -> ConsoleSession | None:
         with self._lock:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
 from nicegui import ui
 
 from plantwire.console.api import ApiClient, ConsoleError
-from plantwire.console.frame import LOGIN_REASONS, client_address, console_request
+from plantwire.console.frame import (
+    LOGIN_REASONS,
+    client_address,
+    console_request,
+    login_redirect,
+)
+from plantwire.console.mount import browser_cookie
 from plantwire.console.sessions import ConsoleSession, ConsoleUser
 
-__all__ = ["login_page"]
+__all__ = ["complete_login", "login_page"]
 
 
 def _safe_next(next_path: str | None) -> str:
@@ -19,6 +27,19 @@ def _safe_next(next_path: str | None) -> str:
     if next_path and next_path.startswith("/") and not next_path.startswith("//"):
         return next_path
     return "/"
+
+
+@ui.page("/login/complete", title="Signing in · plantwire")
+def complete_login(request: Request, ticket: str = "", next: str | None = None) -> Response:
+    """Exchanges a sign-in's ticket for a new browser id (set as cookie), then opens
+    ``next``; a used, stale or foreign ticket goes back to the login page."""
+    here = console_request(request)
+    new_id = here.state.sessions.redeem(ticket, here.browser_id)
+    if new_id is None:
+        return RedirectResponse(login_redirect(_safe_next(next), "required"), 303)
+    response = RedirectResponse(_safe_next(next), 303)
+    response.headers.append("set-cookie", browser_cookie(new_id, secure=here.state.cookie_secure))
+    return response
 
 
 @ui.page("/login", title="Sign in · plantwire")
@@ -50,8 +71,8 @@ async def login_page(request: Request, reason: str | None = None, next: str | No
             user=ConsoleUser.from_api(body["user"]),
             expires_at=datetime.fromisoformat(body["expires_at"]),
         )
-        here.state.sessions.put(here.browser_id, session)
-        ui.navigate.to(target)
+        ticket = here.state.sessions.issue_ticket(here.browser_id, session)
+        ui.navigate.to(f"/login/complete?ticket={ticket}&next={quote(target, safe='/')}")
 
     outer = ui.column().classes("absolute-center items-stretch").style("width: min(24rem, 92vw)")
     with outer, ui.card().classes("w-full q-pa-lg").props("role=main"):

@@ -177,6 +177,10 @@ async def _sign_out(console: Console) -> None:
     ui.navigate.to(login_redirect(None, "signed-out"))
 
 
+_PAGE_FAILED = ConsoleError(
+    500, "This page failed", "The platform's log has the details; other pages still work."
+)
+
 PageBody = Callable[[Console], Awaitable[None]]
 
 
@@ -233,6 +237,9 @@ def console_page(
                     return RedirectResponse(login_redirect(request.url.path, "expired"), 303)
                 except ConsoleError as error:
                     show_error(error)
+                except Exception:  # a bug of the page: logged with its trace, said in words
+                    log.exception("console page %s failed for %s", path, user.username)
+                    show_error(_PAGE_FAILED)
             return None
 
         return body

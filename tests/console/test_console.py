@@ -117,6 +117,12 @@ def test_the_overview_counts_only_the_tenants_devices(page: Page) -> None:
 def test_the_overview_fits_a_tablet(page: Page) -> None:
     page.set_viewport_size({"width": 820, "height": 1180})
     sign_in(page, "a-engineer", PASSWORD)
-    expect(page.get_by_test_id("devices-value")).to_be_visible()
+    expect(page.get_by_test_id("devices-value")).to_have_text(str(DEVICES["a"]))
+    navigation = page.get_by_test_id("nav-overview")
+    expect(navigation).not_to_be_in_viewport()  # folded away, not over the tiles
+    page.get_by_role("button", name="Toggle navigation").click()
+    expect(navigation).to_be_in_viewport()
+    page.mouse.click(700, 600)  # beside the drawer: it folds away again
+    expect(navigation).not_to_be_in_viewport()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 820, f"the page scrolls sideways on a tablet ({width} px)"

@@ -124,7 +124,8 @@ def _frame(console: Console, title: str, current: str) -> None:
     dark = _apply_theme(console)
     ui.page_title(f"{title} · plantwire")
     user = console.user
-    drawer = ui.left_drawer(value=True, bordered=True).classes("q-pa-none")
+    # open beside the page on wide screens, folded away (the menu button) on tablets
+    drawer = ui.left_drawer(value=None, bordered=True).classes("q-pa-none")
     with drawer, ui.list().props("padding").classes("w-full"):
         for entry in sorted(_NAV, key=lambda e: (e.item.order, e.item.label)):
             if entry.permission is not None and not user.can(entry.permission):

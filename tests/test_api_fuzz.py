@@ -44,7 +44,7 @@ from tests.security.helpers import platform_of
 ANONYMOUS = "anonymous"
 FUZZ_ROLES = (ANONYMOUS, "platform-admin", *ROLES)  # the tenant roles act in tenant "a"
 PUBLIC_OPERATIONS = frozenset(
-    {"GET /", "POST /api/v1/auth/login", "GET /healthz", "GET /readyz", "GET /metrics"}
+    {"GET /api", "POST /api/v1/auth/login", "GET /healthz", "GET /readyz", "GET /metrics"}
 )
 EXAMPLES = 25  # per operation, role and generation mode
 SEEDED_PREFIXES = ["88.101.5", "88.101.6"]  # homed for tenants "a" and "b"

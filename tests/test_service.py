@@ -23,7 +23,7 @@ from tests.conftest import ADMIN_PASSWORD, make_settings
 
 
 def test_index_points_the_way(client: TestClient) -> None:
-    body = client.get("/").json()
+    body = client.get("/api").json()
     assert body["name"] == "plantwire"
     for link in body["links"].values():
         assert client.get(link).status_code in (200, 405)  # login is POST-only

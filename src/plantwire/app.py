@@ -69,8 +69,17 @@ async def _publish_state(
         done.set()
 
 
-def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
-    """The platform's ASGI app. The data dir must be prepared (``lifecycle.prepare``)."""
+#: The platform's own paths (and everything under them): the console mounted at "/" never
+#: answers there, so unknown API paths stay problem+json 404s and the Handle API stays itself.
+PLATFORM_PATHS = ("/api", "/hdl", "/healthz", "/readyz", "/metrics")
+
+
+def create_app(
+    settings: Settings, platform: Platform | None = None, *, console: bool = False
+) -> FastAPI:
+    """The platform's ASGI app. The data dir must be prepared (``lifecycle.prepare``). With
+    ``console``, the web console is served at ``/`` (once per process: NiceGUI's app is a
+    process singleton; ``plantwire up`` asks for it, the tests' in-process apps do not)."""
     platform = platform or build_platform(settings)
 
     if platform.ids is None:
@@ -209,6 +218,15 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(retention_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
+    if console:
+        from plantwire.console import mount_console  # NiceGUI only where a console is served
+
+        mount_console(
+            app,
+            data_dir=settings.data_dir,
+            cookie_secure=settings.cookie_secure,
+            platform_paths=PLATFORM_PATHS,
+        )
     if platform.store is None:
         platform.store = open_store(settings)  # last: nothing after it may fail and leak it
     return app
@@ -237,9 +255,8 @@ async def _store_check(platform: Platform) -> str:
 
 
 def _add_service_routes(app: FastAPI) -> None:
-    @app.get("/", tags=["service"], summary="What this server is, and where to go next")
+    @app.get("/api", tags=["service"], summary="What this server is, and where to go next")
     async def index() -> dict[str, Any]:
-        # the web console takes this path over when it lands
         return {
             "name": "plantwire",
             "version": __version__,

@@ -271,7 +271,7 @@ def _platform_server(
     from plantwire.serving import PlatformServer
 
     with _operator_errors(DataDirError):
-        application = create_app(settings, platform)
+        application = create_app(settings, platform, console=True)
     config = uvicorn.Config(
         application,
         host=settings.http_host,

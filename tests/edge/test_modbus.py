@@ -188,7 +188,7 @@ async def test_every_type_and_order_reads_back(servers: list[ModbusTcpServer]) -
     dev = device(port, points, limits=limits)
     async with ModbusConnector([dev], collected) as connector:
         await until(lambda: all(collected.latest(name) for name in expected))
-        health = connector.health()["dev"]
+        health, batches = connector.health()["dev"], collected.batches
     for name, value in expected.items():
         sample = collected.latest(name)
         assert sample is not None
@@ -197,7 +197,10 @@ async def test_every_type_and_order_reads_back(servers: list[ModbusTcpServer]) -
     assert health.connected
     assert health.exception_responses == health.timeouts == health.decode_errors == 0
     assert health.last_error is None
-    assert health.requests == health.good_responses == len(plan) * collected.batches
+    # every request answered well, the one of the next cycle perhaps still in flight (a
+    # loaded machine let one be sent before the snapshot was taken)
+    assert health.requests - health.good_responses in (0, 1)
+    assert len(plan) * batches <= health.good_responses < len(plan) * (batches + 1)
 
 
 async def test_an_exception_response_is_bad_and_polling_goes_on(

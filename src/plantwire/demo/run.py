@@ -22,7 +22,7 @@ from plantwire.config import Settings
 from plantwire.demo import provision
 from plantwire.demo.gateway_config import Uplink, gateway_toml, modbus_section, opcua_section
 from plantwire.demo.state import load_or_create
-from plantwire.demo.traceability import PartRegistrar
+from plantwire.demo.traceability import PartRegistrar, product_url
 from plantwire.edge.config import parse_config
 from plantwire.edge.gateway import Gateway, quiet_protocol_libraries
 from plantwire.ids.client import HandleClientError
@@ -298,8 +298,8 @@ async def _gateway(
 
 def _announce(say: Callable[[str], None], info: dict[str, Any], where: Path) -> None:
     say("plantwire demo is running:")
-    say(f"  console:     {info['console_url']}  (the web console comes with issue 7)")
-    say(f"  log in:      user {info['username']!r}, password {info['password']!r}")
+    say(f"  console:     {info['console_url']}  (open it in a browser and sign in)")
+    say(f"  sign in:     user {info['username']!r}, password {info['password']!r}")
     say(f"  MQTT:        {info['mqtt_url']}    edge node {info['edge_node']}")
     say(f"  simulator:   OPC UA {info['opcua_url']}    Modbus {info['modbus_url']}")
     say(f"  identifiers: resolver {info['resolver_url']}")
@@ -307,6 +307,7 @@ def _announce(say: Callable[[str], None], info: dict[str, Any], where: Path) -> 
     if example is not None:
         say(f"  example:     plantwire ids resolve {example} --via {info['resolver_url']}")
         say(f"               {info['resolver_url']}/api/handles/{example}")
+        say(f"  its page:    {product_url(info['console_url'], example)}")
     for name, url in info["ids_nodes"].items():
         say(f"    {name:<10} {url}")
     say(f"  all of this: {where}")

@@ -41,7 +41,7 @@ def part_handle(prefix: str, part: PartRecord) -> str:
 
 
 def product_url(console_url: str, handle: str) -> str:
-    """The part's page in the console (served there once the console exists, issue 7)."""
+    """The part's page in the console."""
     return f"{console_url.rstrip('/')}/products/{quote(handle, safe='/')}"
 
 

@@ -32,6 +32,7 @@ from plantwire.observability import register_platform_metrics
 from plantwire.platform import Platform, platform_of
 from plantwire.problems import install_problem_handlers
 from plantwire.security.routes import router as security_router
+from plantwire.telemetry.activity_routes import router as activity_router
 from plantwire.telemetry.api import router as telemetry_router
 from plantwire.telemetry.backup_requests import serve_backup_requests
 from plantwire.telemetry.broker import broker_endpoint
@@ -216,6 +217,7 @@ def create_app(
     app.include_router(dead_letters_router)
     app.include_router(commands_router)
     app.include_router(retention_router)
+    app.include_router(activity_router)
     _mount_handle_api(app, platform.ids.node)
     _add_service_routes(app)
     if console:

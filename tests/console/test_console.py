@@ -109,6 +109,7 @@ def test_the_overview_counts_only_the_tenants_devices(page: Page) -> None:
     expect(page.get_by_test_id("devices-value")).to_have_text(str(DEVICES["b"]))
     expect(page.get_by_test_id("online-value")).to_have_text("0")
     expect(page.get_by_test_id("dead-letters-value")).to_have_text("0")
+    expect(page.get_by_test_id("ingest-value")).to_have_text("0.0")  # the tenant's own rate
     sign_out(page)
     sign_in(page, "a-viewer")
     expect(page.get_by_test_id("devices-value")).to_have_text(str(DEVICES["a"]))

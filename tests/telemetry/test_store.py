@@ -95,6 +95,32 @@ def test_of_points_sharing_a_timestamp_the_one_stored_last_is_latest(
     assert [p.value for p in store.latest("acme", "press-1")] == [3.0]
 
 
+def test_activity_counts_each_devices_recent_points_and_its_newest(store: DuckDBStore) -> None:
+    """Per device: the newest point of any metric (sealed or hot) and the points stamped at
+    or after the time asked about; another tenant's are not there."""
+    old = PointBatch()
+    old.add("acme", "press-1", "temp", DAY, 1.0)
+    old.add("acme", "press-2", "temp", DAY + timedelta(minutes=1), 1.0)
+    store.append(old)
+    store.seal(DAY + timedelta(hours=1))  # both sealed: only the latest table knows them
+    recent = PointBatch()
+    for n in range(5):
+        recent.add("acme", "press-1", "temp", DAY + timedelta(hours=2, seconds=n), float(n))
+    recent.add("acme", "press-1", "speed", DAY + timedelta(hours=2, seconds=9), 3.0)
+    recent.add("acme", "press-3", "temp", DAY + timedelta(minutes=30), 1.0)  # before `since`
+    recent.add("other", "press-1", "temp", DAY + timedelta(hours=2), 1.0)
+    store.append(recent)
+    activity = store.activity("acme", micros(DAY + timedelta(hours=2)))
+    assert activity.last_seen == {
+        "press-1": micros(DAY + timedelta(hours=2, seconds=9)),
+        "press-2": micros(DAY + timedelta(minutes=1)),
+        "press-3": micros(DAY + timedelta(minutes=30)),
+    }
+    assert activity.points == {"press-1": 6}
+    assert store.activity("other", 0).points == {"press-1": 1}
+    assert store.activity("nobody", 0).last_seen == {}
+
+
 # --- checkpoints -----------------------------------------------------------------------------
 
 

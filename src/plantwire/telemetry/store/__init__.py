@@ -4,6 +4,7 @@ DuckDB implementation `DuckDBStore`."""
 from plantwire.telemetry.store.batch import PointBatch, SeriesKey
 from plantwire.telemetry.store.duckdb_store import DuckDBStore, MaintenancePolicy
 from plantwire.telemetry.store.model import (
+    Activity,
     Bucket,
     DiskUsage,
     Point,
@@ -17,6 +18,7 @@ from plantwire.telemetry.store.model import (
 from plantwire.telemetry.store.protocol import TimeSeriesStore
 
 __all__ = [
+    "Activity",
     "Bucket",
     "DiskUsage",
     "DuckDBStore",

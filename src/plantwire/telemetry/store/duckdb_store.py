@@ -22,6 +22,7 @@ import pyarrow as pa
 from plantwire.telemetry.store import queries, sealing
 from plantwire.telemetry.store.batch import PointBatch, SeriesKey
 from plantwire.telemetry.store.model import (
+    Activity,
     Bucket,
     DiskUsage,
     Point,
@@ -357,6 +358,12 @@ class DuckDBStore:
         if tenant_id is None:
             return []
         return self._read(lambda cursor: queries.latest(cursor, tenant_id, device))
+
+    def activity(self, tenant: str, since: int) -> Activity:
+        tenant_id = self._tenants.get(tenant)
+        if tenant_id is None:
+            return Activity({}, {})
+        return self._read(lambda cursor: queries.activity(cursor, tenant_id, since))
 
     def raw(
         self,

@@ -12,6 +12,7 @@ from enum import IntEnum
 
 __all__ = [
     "EPOCH",
+    "Activity",
     "Bucket",
     "DiskUsage",
     "Point",
@@ -131,6 +132,15 @@ class Bucket:
     @property
     def avg(self) -> float:
         return self.sum / self.count
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A tenant's devices by the time of their newest point (epoch µs, any metric), and the
+    points of each stamped at or after the time asked about."""
+
+    last_seen: dict[str, int]
+    points: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)

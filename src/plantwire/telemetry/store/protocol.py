@@ -11,7 +11,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from plantwire.telemetry.store.batch import PointBatch
-from plantwire.telemetry.store.model import Bucket, DiskUsage, Point, RawPage
+from plantwire.telemetry.store.model import Activity, Bucket, DiskUsage, Point, RawPage
 
 __all__ = ["TimeSeriesStore"]
 
@@ -90,6 +90,11 @@ class TimeSeriesStore(Protocol):
     ) -> int:
         """Retention: drop old points of a tenant (but those of the devices in ``keep``) or of
         one of its devices, giving their disk space back; how many."""
+
+    def activity(self, tenant: str, since: int) -> Activity:
+        """Each of the tenant's devices with points: its newest point's time, and how many
+        points it has stamped at or after ``since`` (epoch µs) — recent points only, which
+        are all in the live database."""
 
     def disk_usage(self, tenant: str | None = None) -> DiskUsage:
         """Bytes the store holds on disk."""

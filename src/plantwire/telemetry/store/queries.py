@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from plantwire.telemetry.store.batch import value_from_columns
 from plantwire.telemetry.store.model import (
+    Activity,
     Bucket,
     Point,
     Quality,
@@ -204,6 +205,28 @@ FROM (
     FROM candidates GROUP BY series
 ) n JOIN mine m ON m.id = n.series
 ORDER BY m.metric"""
+
+
+_ACTIVITY = """
+WITH mine AS (SELECT id, device FROM series WHERE tenant = $tenant),
+seen AS (
+    SELECT series, max(ts) AS ts, count(*) FILTER (WHERE ts >= make_timestamp($since)) AS points
+        FROM hot WHERE series IN (SELECT id FROM mine) GROUP BY series
+    UNION ALL
+    SELECT series, ts, 0 FROM latest WHERE series IN (SELECT id FROM mine)
+)
+SELECT m.device, epoch_us(max(s.ts)), sum(s.points)::BIGINT
+FROM seen s JOIN mine m ON m.id = s.series GROUP BY m.device"""
+
+
+def activity(cursor: Cursor, tenant: int, since: int) -> Activity:
+    """Each device's newest point (the ``latest`` table and ``hot``) and its points in
+    ``hot`` stamped at or after ``since``: sealing leaves recent points there."""
+    rows = cursor.execute(_ACTIVITY, {"tenant": tenant, "since": since}).fetchall()
+    return Activity(
+        last_seen={device: int(last) for device, last, _ in rows},
+        points={device: int(count) for device, _, count in rows if count},
+    )
 
 
 def latest(cursor: Cursor, tenant: int, device: str) -> list[Point]:

@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo-data
+# the console's browser tests drive Debian's Chromium (never a browser downloaded at run time)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PROTO := src/plantwire/telemetry/sparkplug/sparkplug_b.proto \
 	src/plantwire/telemetry/sparkplug/sparkplug_columns.proto
@@ -25,8 +28,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/plantwire up --demo --data-dir $(DEMO_DIR) --host 127.0.0.1 --http-port 8080
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "make test: the console's browser tests need Chromium at $(CHROMIUM) (Debian's chromium package)" >&2; exit 1; }
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q chromium fonts-dejavu-core
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

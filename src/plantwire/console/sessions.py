@@ -101,6 +101,7 @@ class ConsoleSessions:
             if found is None or found[0] != browser_id or found[2] <= time.monotonic():
                 return None
             new_id = new_browser_id()
+            self._forget_expired()  # at each sign-in
             self._sessions.pop(browser_id, None)
             self._sessions[new_id] = found[1]
             return new_id
@@ -116,6 +117,12 @@ class ConsoleSessions:
     def put(self, browser_id: str, session: ConsoleSession) -> None:
         with self._lock:
             self._sessions[browser_id] = session
+
+    def _forget_expired(self) -> None:
+        """Drops every session whose token has expired (the lock held): a browser that
+        never comes back does not keep its entry for ever."""
+        now = datetime.now(UTC)
+        self._sessions = {k: v for k, v in self._sessions.items() if v.expires_at > now}
 
     def drop(self, browser_id: str) -> ConsoleSession | None:
         with self._lock:

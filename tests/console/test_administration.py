@@ -14,7 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from playwright.sync_api import Locator, Page, expect
 
-from tests.conftest import PASSWORD
+from plantwire.security.roles import Permission
+from tests.conftest import ADMIN_PASSWORD, PASSWORD
 from tests.console.conftest import ConsoleServer, sign_in, sign_out
 
 
@@ -130,6 +131,10 @@ def test_the_roles_page_shows_the_permission_matrix(page: Page) -> None:
     table = page.get_by_test_id("roles")
     write_users = table.locator("tr", has_text="user:write")
     expect(write_users).to_contain_text("Create, change, disable and delete users")
+    expect(table.locator("tbody tr")).to_have_count(len(Permission))
+    for line in table.locator("tbody tr").all():
+        words, code = line.locator("td").nth(0).inner_text(), line.locator("td").nth(1).inner_text()
+        assert words != code, f"{code} is not said in words"
     cells = write_users.locator("td")
     expect(cells).to_have_text(
         ["Create, change, disable and delete users", "user:write", "✓", "✓", "—", "—", "—"]
@@ -311,6 +316,10 @@ def test_viewers_and_engineers_are_refused_administration(
         if role == "viewer":
             page.goto("/admin/devices")
             expect(page.get_by_test_id("forbidden")).to_be_visible()
+            page.get_by_test_id("nav-admin/tokens").click()  # their own tokens: theirs to use
+            expect(page.get_by_test_id("new-token")).to_be_visible()
+            expect(page.get_by_test_id("admin-tab-tokens")).to_be_visible()
+            expect(page.get_by_test_id("admin-tab-roles")).to_have_count(0)
         sign_out(page)
         headers = bearer(console_server, f"a-{role}")
         body = {"username": f"a-by-{role}", "password": PASSWORD, "role": "viewer"}
@@ -331,3 +340,23 @@ def test_a_tenant_admin_sees_only_their_tenant(page: Page) -> None:
     expect(devices).not_to_contain_text("a-press-0")
     page.get_by_test_id("admin-tab-audit").click()
     expect(page.get_by_test_id("audit")).not_to_contain_text(re.compile(r"\ba-(viewer|engineer)"))
+
+
+def test_a_platform_admin_sees_every_tenant_and_chooses_one(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    sign_in(page, "admin", ADMIN_PASSWORD, path="/admin")
+    users = page.get_by_test_id("users")
+    expect(users).to_contain_text("a-viewer")
+    expect(row(page, "user-b-viewer")).to_contain_text("Tenant b")
+    page.get_by_test_id("new-username").fill("b-by-platform")
+    page.get_by_test_id("new-password").fill(PASSWORD)
+    choose(page, "new-role", "operator")
+    choose(page, "new-tenant", "Tenant b")
+    page.get_by_test_id("create-user").click()
+    expect(row(page, "user-b-by-platform")).to_contain_text("Tenant b")
+    with console_server.api() as api:
+        made = api.get("/api/v1/users", params={"tenant": console_server.tenants["b"]}).json()
+    assert {"b-by-platform": "operator"}.items() <= {
+        u["username"]: u["role"] for u in made["items"]
+    }.items()

@@ -10,7 +10,7 @@ from typing import Any
 
 from nicegui import ui
 
-from plantwire.console.frame import Console, console_page
+from plantwire.console.frame import Console, NavItem, console_page
 from plantwire.console.pages.admin_frame import (
     CreateForm,
     admin_row,
@@ -34,7 +34,12 @@ def when(moment: str | None) -> str:
     return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@console_page("/admin/tokens", title="API tokens", permission=Permission.TOKEN_OWN)
+@console_page(
+    "/admin/tokens",
+    title="API tokens",
+    permission=Permission.TOKEN_OWN,
+    nav=NavItem("API tokens", "key", order=91),  # everyone's own tokens, not only admins'
+)
 async def tokens(console: Console) -> None:
     admin_tabs(console, "/admin/tokens")
     everyone = console.can(Permission.TOKEN_ADMIN)

@@ -19,7 +19,7 @@ from plantwire.console.pages.admin_frame import (
     grantable_roles,
     show_once,
 )
-from plantwire.security.roles import Permission
+from plantwire.security.roles import Permission, Role
 
 __all__ = ["tokens"]
 
@@ -48,6 +48,8 @@ async def tokens(console: Console) -> None:
         users = await console.api.get("/api/v1/users", limit=MAX_TOKENS)
         usernames = {str(u["id"]): str(u["username"]) for u in users["items"]}
     roles = grantable_roles(console)
+    if console.user.role is Role.PLATFORM_ADMIN:  # the API gives a platform admin's tokens its role
+        roles = [Role.PLATFORM_ADMIN]
 
     form = CreateForm(console, "token")
 

@@ -360,3 +360,13 @@ def test_a_platform_admin_sees_every_tenant_and_chooses_one(
     assert {"b-by-platform": "operator"}.items() <= {
         u["username"]: u["role"] for u in made["items"]
     }.items()
+
+
+def test_the_administration_pages_fit_a_tablet(page: Page) -> None:
+    page.set_viewport_size({"width": 820, "height": 1180})
+    sign_in(page, "a-tenant-admin", path="/admin")
+    for tab in ("users", "roles", "tokens", "devices", "audit"):
+        page.get_by_test_id(f"admin-tab-{tab}").click()
+        expect(page.get_by_test_id(f"admin-tab-{tab}")).to_have_attribute("aria-current", "page")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 820, f"{tab} scrolls sideways on a tablet ({width} px)"

@@ -198,7 +198,9 @@ def show_once(title: str, secrets: dict[str, str], notes: dict[str, str] | None 
     with (
         ui.context.client.layout,
         ui.dialog().props("persistent") as dialog,
-        ui.card().classes("w-[36rem] max-w-full").props("data-testid=secret-dialog"),
+        ui.card()
+        .style("width: min(48rem, 95vw); max-width: none")
+        .props("data-testid=secret-dialog"),
     ):
         ui.label(title).classes("text-h6")
         ui.label(

@@ -40,3 +40,16 @@ async def test_a_missing_resource_says_so(client: TestClient) -> None:
         await anonymous.get("/api/v1/nope")
     assert (missing.value.status, missing.value.title) == (404, "Not Found")
     assert missing.value.message == "Not Found: No resource at /api/v1/nope"
+
+
+async def test_an_invalid_request_names_the_field_and_what_is_wrong(client: TestClient) -> None:
+    anonymous = ApiClient(client.app, None, "127.0.0.1")
+    body = await anonymous.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    )
+    admin = ApiClient(client.app, body["token"], "127.0.0.1")
+    weak = {"username": "someone", "password": "short", "role": "platform-admin"}
+    with pytest.raises(ConsoleError) as refused:
+        await admin.post("/api/v1/users", json=weak)
+    assert refused.value.status == 422
+    assert refused.value.detail.endswith("password: String should have at least 8 characters.")

@@ -44,6 +44,7 @@ VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 class ConsoleServer:
     url: str
     data: Path
+    mqtt_port: int = 0  # the bundled broker's MQTT listener, on 127.0.0.1
     tenants: dict[str, str] = field(default_factory=dict)  # key → tenant id
     admin: dict[str, str] = field(default_factory=dict)  # platform admin's headers
 
@@ -117,7 +118,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     log = data.parent / "up.log"
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    server = ConsoleServer(url=f"http://127.0.0.1:{http}", data=data)
+    server = ConsoleServer(url=f"http://127.0.0.1:{http}", data=data, mqtt_port=mqtt)
     try:
         _wait_ready(server.url, process, log)
         _seed(server)
@@ -241,6 +242,8 @@ def page(
 def sign_in(page: Page, username: str, password: str = PASSWORD, path: str = "/") -> None:
     """Open ``path``, land on the login page, sign in and wait for the frame."""
     page.goto(path)
+    # typed before the page's websocket is up, the values never reach the server
+    page.wait_for_function("window.socket !== undefined && window.socket.connected")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_label("Password").press("Enter")  # the keyboard submits the form

@@ -38,6 +38,19 @@ class SessionExpired(ConsoleError):
     """The API refused the session's token (401): expired, revoked, or the user disabled."""
 
 
+def _field_errors(errors: Any) -> list[str]:
+    """A validation problem's ``errors`` (``loc``, ``msg``) as ``"password: String should
+    have at least 8 characters."``: which field, and what is wrong with it."""
+    if not isinstance(errors, list):
+        return []
+    said = []
+    for error in errors:
+        if isinstance(error, dict) and error.get("msg"):
+            where = [str(part) for part in error.get("loc") or () if part != "body"]
+            said.append(f"{'.'.join(where) or 'request'}: {error['msg']}.")
+    return said
+
+
 def _problem(response: httpx.Response) -> ConsoleError:
     title, detail = response.reason_phrase or "Error", ""
     try:
@@ -47,6 +60,7 @@ def _problem(response: httpx.Response) -> ConsoleError:
     if isinstance(body, dict):
         title = str(body.get("title") or title)
         detail = str(body.get("detail") or "")
+        detail = " ".join([detail, *_field_errors(body.get("errors"))]).strip()
     kind = SessionExpired if response.status_code == 401 else ConsoleError
     return kind(response.status_code, title, detail)
 

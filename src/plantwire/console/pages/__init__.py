@@ -1,6 +1,22 @@
 """The console's pages. Importing a module registers its pages (``console_page``); add a new
 page's module here."""
 
-from plantwire.console.pages import administration, login, overview
+from plantwire.console.pages import (
+    admin_audit,
+    admin_devices,
+    admin_roles,
+    admin_tokens,
+    administration,
+    login,
+    overview,
+)
 
-__all__ = ["administration", "login", "overview"]
+__all__ = [
+    "admin_audit",
+    "admin_devices",
+    "admin_roles",
+    "admin_tokens",
+    "administration",
+    "login",
+    "overview",
+]

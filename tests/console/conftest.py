@@ -44,6 +44,7 @@ VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 class ConsoleServer:
     url: str
     data: Path
+    mqtt_port: int = 0  # the bundled broker's MQTT listener, for devices publishing telemetry
     tenants: dict[str, str] = field(default_factory=dict)  # key → tenant id
     admin: dict[str, str] = field(default_factory=dict)  # platform admin's headers
 
@@ -117,7 +118,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     log = data.parent / "up.log"
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    server = ConsoleServer(url=f"http://127.0.0.1:{http}", data=data)
+    server = ConsoleServer(url=f"http://127.0.0.1:{http}", data=data, mqtt_port=mqtt)
     try:
         _wait_ready(server.url, process, log)
         _seed(server)

@@ -32,6 +32,7 @@ __all__ = [
     "product_record",
     "proxy_url",
     "qr_svg",
+    "value_index",
     "written_values",
 ]
 
@@ -57,6 +58,12 @@ def check_handle(text: str) -> str:
         raise HandleSyntaxError("Enter a handle, such as 88.101.5/SN-000123.")
     parse_handle(handle)
     return handle
+
+
+def value_index(value: dict[str, Any]) -> int:
+    """A value's index; 0 for one without a usable index (never a node's answer)."""
+    index = value.get("index")
+    return index if isinstance(index, int) and not isinstance(index, bool) else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +95,15 @@ def _permission_names(raw: Any) -> str:
 
 def _site_text(site: dict[str, Any]) -> str:
     servers = []
-    for server in site.get("servers") or []:
+    listed = site.get("servers")
+    for server in listed if isinstance(listed, list) else []:
+        if not isinstance(server, dict):
+            continue
+        interfaces = server.get("interfaces")
         ports = ", ".join(
             f"{interface.get('protocol')} {interface.get('port')}"
-            for interface in server.get("interfaces") or []
+            for interface in (interfaces if isinstance(interfaces, list) else [])
+            if isinstance(interface, dict)
         )
         servers.append(
             f"{server.get('address')} ({ports})" if ports else str(server.get("address"))
@@ -152,7 +164,7 @@ def describe(value: dict[str, Any]) -> ValueView:
     is_url = value_type.upper() == "URL" or value_type.upper().startswith("URL.")
     link = text if is_url and fmt == "string" and text.startswith(("http://", "https://")) else None
     return ValueView(
-        index=int(value.get("index", 0)),
+        index=value_index(value),
         type=value_type,
         format=fmt,
         text=text,
@@ -197,7 +209,7 @@ def _moment(text: str | None) -> datetime | None:
 def product_record(values: list[dict[str, Any]]) -> ProductRecord | None:
     """The unit's record, if the values look like a product's (a production start or end)."""
     fields = {}
-    for value in sorted(values, key=lambda v: int(v.get("index", 0))):
+    for value in sorted(values, key=value_index):
         kind = str(value.get("type", "")).upper()
         text = _string_of(value)
         if kind in PRODUCT_FIELDS and text is not None and kind not in fields:
@@ -221,10 +233,10 @@ class EditRow:
 def editable_rows(values: list[dict[str, Any]]) -> list[EditRow]:
     """The record's string values (text, URLs), in index order."""
     rows = []
-    for value in sorted(values, key=lambda v: int(v.get("index", 0))):
+    for value in sorted(values, key=value_index):
         text = _string_of(value)
         if text is not None and not str(value.get("type", "")).upper().startswith("HS_"):
-            rows.append(EditRow(int(value.get("index", 0)), str(value.get("type", "")), text))
+            rows.append(EditRow(value_index(value), str(value.get("type", "")), text))
     return rows
 
 
@@ -232,7 +244,7 @@ def kept_values(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The values the console does not edit (HS_ADMIN, keys, sites, binary data), kept as they
     are when the record is written back."""
     edited = {row.index for row in editable_rows(values)}
-    return [value for value in values if int(value.get("index", 0)) not in edited]
+    return [value for value in values if value_index(value) not in edited]
 
 
 def admin_value(handle: str) -> dict[str, Any]:
@@ -250,7 +262,7 @@ def admin_value(handle: str) -> dict[str, Any]:
 def written_values(rows: list[EditRow], kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The record to write: the edited rows (blank rows dropped) and the kept values. Raises
     ValueError saying which row is wrong (no type; an index taken twice)."""
-    taken = {int(value.get("index", 0)) for value in kept}
+    taken = {value_index(value) for value in kept}
     out = list(kept)
     for number, row in enumerate(rows, start=1):
         if not row.type.strip() and not row.value.strip():

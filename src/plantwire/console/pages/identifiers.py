@@ -24,6 +24,7 @@ from plantwire.console.handle_values import (
     product_record,
     proxy_url,
     qr_svg,
+    value_index,
     written_values,
 )
 from plantwire.ids.names import HandleSyntaxError
@@ -42,8 +43,9 @@ _VALUE_COLUMNS: list[dict[str, Any]] = [
     {"name": "timestamp", "label": "Written", "field": "timestamp", "align": "left"},
 ]
 _LINK_CELL = (
-    '<q-td :props="props" style="white-space: normal; word-break: break-all">'
-    '<a v-if="props.row.link" :href="props.row.link" target="_blank" rel="noopener">'
+    '<q-td :props="props" style="white-space: normal; overflow-wrap: anywhere">'
+    '<a v-if="props.row.link" :href="props.row.link" target="_blank" rel="noopener"'
+    ' class="text-primary" style="text-decoration: underline">'
     "{{ props.value }}</a><span v-else>{{ props.value }}</span></q-td>"
 )
 
@@ -273,7 +275,7 @@ async def _edit_dialog(
             table.refresh()
 
         def add() -> None:
-            taken = {row.index for row in rows} | {int(v.get("index", 0)) for v in kept}
+            taken = {row.index for row in rows} | {value_index(v) for v in kept}
             rows.append(EditRow(next(n for n in range(1, 10_000) if n not in taken), "", ""))
             table.refresh()
 

@@ -138,9 +138,10 @@ def _chart(device: dict[str, Any], series: list[MachineSeries], interval: str | 
     how = "each point" if interval is None else f"averages over {interval}"
     ui.label(f"{device['name']} during production ({how})").classes("text-subtitle1")
     options = {
+        "animation": False,  # the data is history: draw it at once
         "tooltip": {"trigger": "axis"},
-        "legend": {"type": "scroll"},
-        "grid": {"left": 60, "right": 30, "top": 40, "bottom": 40},
+        "legend": {"type": "scroll", "top": 0},
+        "grid": {"left": 60, "right": 30, "top": 40, "bottom": 30},
         "xAxis": {"type": "time"},
         "yAxis": {"type": "value", "scale": True},
         "series": [

@@ -182,6 +182,34 @@ def _new_in_editor(page: Page, handle: str, url: str) -> Locator:
     return editor
 
 
+def test_a_handle_held_by_another_node_says_where(page: Page, admin_handles: Handles) -> None:
+    """A derived prefix delegated to another node: the platform (not a recursive node here)
+    refers, and the page says to where; the delegating record's HS_SITE reads in words."""
+    site = {
+        "servers": [
+            {
+                "serverId": 1,
+                "address": "10.9.9.9",
+                "interfaces": [{"query": True, "admin": True, "protocol": "HTTP", "port": 8000}],
+            }
+        ]
+    }
+    record = f"0.NA/{PREFIX}.5"
+    made = admin_handles.put(
+        record, [{"index": 1, "type": "HS_SITE", "data": {"format": "site", "value": site}}]
+    )
+    assert made.status_code in (200, 201), made.text
+    sign_in(page, "a-viewer", path="/identifiers")
+    _lookup(page, f"{PREFIX}.5/SN-1")
+    alert = page.get_by_test_id("lookup-result").get_by_role("alert")
+    expect(alert).to_contain_text("Held by another identifier node")
+    expect(alert).to_contain_text(f"{record} names another node (10.9.9.9:8000)")
+    _lookup(page, record)
+    expect(page.get_by_test_id("values")).to_contain_text(
+        "primary site, 1 server: 10.9.9.9 (HTTP 8000)"
+    )
+
+
 def test_create_edit_and_delete_a_handle(page: Page, admin_handles: Handles) -> None:
     suffix = f"made-in-console-{uuid.uuid4().hex[:6]}"
     handle = f"{PREFIX}/{suffix}"
@@ -191,7 +219,7 @@ def test_create_edit_and_delete_a_handle(page: Page, admin_handles: Handles) -> 
     editor.get_by_test_id("row-value-1").fill("press-line")
     editor.get_by_test_id("save-handle").click()
     expect(editor).to_have_count(0)
-    row = page.locator(f"[data-handle='{quote(handle)}']")
+    row = page.locator(f"[data-handle='{handle}']")
     expect(row).to_have_count(1)
     made = admin_handles.get(handle).json()
     assert {v["type"]: v["data"]["value"] for v in made["values"] if v["type"] != "HS_ADMIN"} == {
@@ -219,6 +247,7 @@ def test_create_edit_and_delete_a_handle(page: Page, admin_handles: Handles) -> 
     expect(confirm).to_contain_text(f"Delete {handle}?")
     confirm.get_by_role("button", name="Delete").click()
     expect(row).to_have_count(0)
+    expect(page.get_by_test_id("lookup-result")).to_contain_text("Handle not found")  # shown again
     assert admin_handles.get(handle).status_code == 404
 
 

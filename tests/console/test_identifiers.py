@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Locator, Page, expect
 
 from plantwire.console.handle_values import proxy_url
-from tests.conftest import PASSWORD
+from tests.conftest import ADMIN_PASSWORD, PASSWORD
 from tests.console.conftest import ConsoleServer, sign_in
 
 PREFIX = "88.77.1"  # homed for tenant a
@@ -292,16 +292,21 @@ def test_a_viewer_has_no_edit_controls_and_the_api_refuses_it(
 # --- the product page -------------------------------------------------------------------------
 
 
-def _machine_with_data(server: ConsoleServer, name: str, start: datetime) -> int:
-    """A device of tenant a named ``name`` that sent speeds over MQTT during the minute from
-    ``start``; the number of points stored."""
+def _machine_with_data(
+    server: ConsoleServer, name: str, start: datetime, tenant: str = "a", scale: int = 1
+) -> int:
+    """A device of ``tenant`` named ``name`` that sent speeds (0, 5, … 55 times ``scale``)
+    over MQTT during the minute from ``start``; the number of points stored."""
     device = {"name": name, "metrics": [{"name": "speed", "unit": "rpm"}]}
-    admin = _token(server, "a-tenant-admin")
+    admin = _token(server, f"{tenant}-tenant-admin")
     made = httpx.post(f"{server.url}/api/v1/devices", json=device, headers=admin, timeout=30)
     assert made.status_code == 201, made.text
     created = made.json()
     samples = [
-        {"ts": int((start + timedelta(seconds=s)).timestamp() * 1000), "values": {"speed": s}}
+        {
+            "ts": int((start + timedelta(seconds=s)).timestamp() * 1000),
+            "values": {"speed": s * scale},
+        }
         for s in range(0, 60, 5)
     ]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
@@ -375,6 +380,21 @@ def test_the_product_page_shows_the_record_and_the_machines_data(
     cells = summary.locator("tbody tr").first.locator("td")
     expect(cells).to_have_text(["speed", "rpm", "6", "15", "40", "27.5"])
     expect(page.get_by_test_id("qr").locator("svg")).to_have_count(1)
+
+
+def test_a_platform_admin_sees_the_machine_of_the_prefixs_tenant(
+    page: Page, admin_handles: Handles, console_server: ConsoleServer
+) -> None:
+    """A platform admin sees every tenant's devices; a unit's machine is the one of the tenant
+    owning the handle's prefix, not another tenant's machine of the same name."""
+    machine = f"cnc-{uuid.uuid4().hex[:4]}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    _machine_with_data(console_server, machine, start, tenant="b", scale=100)
+    _machine_with_data(console_server, machine, start)
+    handle = _product(admin_handles, machine, start, start + timedelta(seconds=20))
+    sign_in(page, "admin", password=ADMIN_PASSWORD, path=f"/products/{handle}")
+    cells = page.get_by_test_id("machine-summary").locator("tbody tr").first.locator("td")
+    expect(cells).to_have_text(["speed", "rpm", "4", "0", "15", "7.5"])
 
 
 def test_a_product_without_its_machine_says_why(

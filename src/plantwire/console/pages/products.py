@@ -19,7 +19,7 @@ from plantwire.console.frame import Console, console_page, show_error
 from plantwire.console.handle_api import HandleApi
 from plantwire.console.handle_values import ProductRecord, check_handle, product_record
 from plantwire.console.pages.identifiers import show_qr, show_record
-from plantwire.ids.names import HandleSyntaxError
+from plantwire.ids.names import HandleSyntaxError, match_key, parse_handle
 from plantwire.security.roles import Permission
 
 __all__ = ["MachineSeries", "find_machine", "interval_for", "products"]
@@ -172,7 +172,17 @@ def _chart(device: dict[str, Any], series: list[MachineSeries], interval: str | 
     )
 
 
-async def _machine_data(console: Console, record: ProductRecord) -> None:
+async def _owner(console: Console, handle: str) -> str | None:
+    """For a platform admin (who sees every tenant's devices): the tenant owning the handle's
+    prefix, whose machine made the unit; None if no tenant here owns it."""
+    prefix = match_key(parse_handle(handle).prefix)
+    for item in (await console.api.get("/api/v1/ids/prefixes"))["items"]:
+        if match_key(str(item["prefix"])) == prefix:
+            return item["tenant_id"] if isinstance(item["tenant_id"], str) else None
+    return None
+
+
+async def _machine_data(console: Console, handle: str, record: ProductRecord) -> None:
     machine = record.machine
     if not machine:
         _no_data("The record names no machine.")
@@ -183,7 +193,14 @@ async def _machine_data(console: Console, record: ProductRecord) -> None:
     if not console.can(Permission.DEVICE_READ):
         _no_data(f"Your role may not read devices, so not {machine}'s data.")
         return
-    page = await console.api.get("/api/v1/devices", search=machine, limit=100)
+    scope = {}
+    if console.user.tenant is None:  # a platform admin: the devices of the prefix's tenant
+        owner = await _owner(console, handle)
+        if owner is None:
+            _no_data(f"No tenant of this platform owns the prefix of {handle}.")
+            return
+        scope["tenant"] = owner
+    page = await console.api.get("/api/v1/devices", search=machine, limit=100, **scope)
     device = find_machine(page["items"], machine)
     if device is None:
         _no_data(f"Your tenant has no device named {machine} (nor one ending in /{machine}).")
@@ -216,7 +233,7 @@ async def products(console: Console) -> None:
         return
     _record_card(handle, record)
     try:
-        await _machine_data(console, record)
+        await _machine_data(console, handle, record)
     except ConsoleError as error:
         if error.status == 401:
             raise

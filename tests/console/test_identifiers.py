@@ -154,6 +154,7 @@ def test_the_qr_code_is_an_inline_svg_of_the_proxy_url(
         ("88 77/x", "printable ASCII characters without spaces"),
         ("88..7/x", "empty segment"),
     ],
+    ids=["no-slash", "space", "empty-segment"],  # test ids name the screenshots: no '/'
 )
 def test_a_malformed_handle_is_said_before_asking(page: Page, text: str, said: str) -> None:
     sign_in(page, "a-viewer", path="/identifiers")

@@ -239,15 +239,22 @@ def page(
     assert not errors.external, f"requests left the platform: {errors.external}"
 
 
+def connected(page: Page) -> None:
+    """Wait for the page's websocket: NiceGUI queues the events of a page not yet connected,
+    each on its own timer, so typing then pressing Enter before it could reach the server
+    out of order (a sign-in without its password)."""
+    page.wait_for_function("() => window.did_handshake === true")
+
+
 def sign_in(page: Page, username: str, password: str = PASSWORD, path: str = "/") -> None:
     """Open ``path``, land on the login page, sign in and wait for the frame."""
     page.goto(path)
-    # typed before the page's websocket is up, the values never reach the server
-    page.wait_for_function("window.socket !== undefined && window.socket.connected")
+    connected(page)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_label("Password").press("Enter")  # the keyboard submits the form
     page.get_by_test_id("who").wait_for()
+    connected(page)
 
 
 def sign_out(page: Page) -> None:

@@ -84,17 +84,7 @@ class ApiClient:
     ) -> Any:
         """The decoded JSON body of a 2xx answer (None if empty); raises :class:`ConsoleError`
         (:class:`SessionExpired` for a 401) otherwise."""
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        transport = httpx.ASGITransport(app=self._app, client=(self._client_address, 0))
-        async with httpx.AsyncClient(
-            transport=transport, base_url=_BASE_URL, timeout=_TIMEOUT
-        ) as client:
-            try:
-                response = await client.request(
-                    method, path, json=json, params=params, headers=headers
-                )
-            except httpx.HTTPError as error:
-                raise ConsoleError(502, "The platform did not answer", str(error)) from error
+        response = await self.response(method, path, json=json, params=params)
         if response.status_code >= 400:
             raise _problem(response)
         if not response.content:
@@ -102,6 +92,21 @@ class ApiClient:
         if response.headers.get("content-type", "").startswith("text/"):
             return response.text
         return response.json()
+
+    async def response(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """The API's answer as it is, whatever its status: for APIs that do not answer in
+        problem documents (the Handle API's responseCode) and for downloads; ``options`` are
+        httpx's (``json``, ``params``). Raises :class:`ConsoleError` only when the API could
+        not be reached."""
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        transport = httpx.ASGITransport(app=self._app, client=(self._client_address, 0))
+        async with httpx.AsyncClient(
+            transport=transport, base_url=_BASE_URL, timeout=_TIMEOUT
+        ) as client:
+            try:
+                return await client.request(method, path, headers=headers, **options)
+            except httpx.HTTPError as error:
+                raise ConsoleError(502, "The platform did not answer", str(error)) from error
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params=params or None)

@@ -7,8 +7,10 @@ from plantwire.console.pages import (
     admin_roles,
     admin_tokens,
     administration,
+    identifiers,
     login,
     overview,
+    products,
 )
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "admin_roles",
     "admin_tokens",
     "administration",
+    "identifiers",
     "login",
     "overview",
+    "products",
 ]

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from plantwire.console.frame import login_redirect, safe_next
 from plantwire.console.sessions import ConsoleSession, ConsoleSessions, ConsoleUser
 from plantwire.security.roles import Role
 
@@ -35,3 +38,24 @@ def test_expired_sessions_are_forgotten_at_the_next_sign_in() -> None:
     new_id = sessions.redeem(sessions.issue_ticket("b", _session(10)), "b")
     assert new_id is not None
     assert set(sessions._sessions) == {"here", new_id}
+
+
+@pytest.mark.parametrize(
+    ("asked", "kept"),
+    [
+        ("/identifiers?handle=88.101.5%2Fx", "/identifiers?handle=88.101.5%2Fx"),
+        ("/admin", "/admin"),
+        ("//evil.example/", None),
+        ("/\\evil.example/", None),
+        ("https://evil.example/", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_only_a_path_of_this_site_is_returned_to_after_login(
+    asked: str | None, kept: str | None
+) -> None:
+    assert safe_next(asked) == kept
+    redirect = login_redirect(asked, "required")
+    assert redirect.startswith("/login?reason=required")
+    assert ("&next=" in redirect) is (kept is not None)

@@ -71,6 +71,11 @@ def test_login_returns_to_the_page_asked_for(page: Page) -> None:
     expect(page.get_by_test_id("users")).not_to_contain_text("b-viewer")  # tenant-scoped
 
 
+def test_login_keeps_the_query_of_the_page_asked_for(page: Page) -> None:
+    sign_in(page, "a-viewer", path="/admin/tokens?from=link")
+    expect(page).to_have_url(re.compile(r"/admin/tokens\?from=link$"))
+
+
 def test_a_viewer_sees_no_administration_and_is_refused_it(page: Page) -> None:
     sign_in(page, "a-viewer")
     expect(page.get_by_test_id("nav-overview")).to_be_visible()

@@ -88,10 +88,26 @@ class Console:
         ui.notify(error.message, type="negative", multi_line=True)
 
 
+def safe_next(next_path: str | None) -> str | None:
+    """``next_path`` if it is a path of this site, query included; None for anything a
+    browser could take for another site (``//host``, ``/\\host``, a scheme): no open
+    redirect."""
+    if next_path and next_path.startswith("/") and next_path[1:2] not in ("/", "\\"):
+        return next_path
+    return None
+
+
+def asked_for(request: Request) -> str:
+    """The page the browser asked for: its path and query."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
 def login_redirect(next_path: str | None, reason: str) -> str:
     target = f"/login?reason={reason}"
-    if next_path and next_path.startswith("/") and not next_path.startswith("//"):
-        target += f"&next={quote(next_path, safe='/')}"
+    wanted = safe_next(next_path)
+    if wanted is not None:
+        target += f"&next={quote(wanted, safe='/')}"
     return target
 
 
@@ -204,13 +220,13 @@ def console_page(
             here = console_request(request)
             session = here.state.sessions.get(here.browser_id)
             if session is None:
-                return RedirectResponse(login_redirect(request.url.path, "required"), 303)
+                return RedirectResponse(login_redirect(asked_for(request), "required"), 303)
             api = ApiClient(here.state.api, session.token, client_address(request))
             try:  # the API's view of the user now (role or tenant may have changed)
                 user = ConsoleUser.from_api(await api.get("/api/v1/auth/me"))
             except SessionExpired:
                 here.state.sessions.drop(here.browser_id)
-                return RedirectResponse(login_redirect(request.url.path, "expired"), 303)
+                return RedirectResponse(login_redirect(asked_for(request), "expired"), 303)
             here.state.sessions.put(
                 here.browser_id, ConsoleSession(session.token, user, session.expires_at)
             )
@@ -221,7 +237,7 @@ def console_page(
                     console.tenant_name = str(tenant["name"])
             except SessionExpired:
                 here.state.sessions.drop(here.browser_id)
-                return RedirectResponse(login_redirect(request.url.path, "expired"), 303)
+                return RedirectResponse(login_redirect(asked_for(request), "expired"), 303)
             except ConsoleError as error:  # the frame still shows; the page says what failed
                 console.tenant_name = user.tenant
                 log.warning("console: the tenant of %s: %s", user.username, error)
@@ -235,7 +251,7 @@ def console_page(
                     await body(console)
                 except SessionExpired:
                     here.state.sessions.drop(here.browser_id)
-                    return RedirectResponse(login_redirect(request.url.path, "expired"), 303)
+                    return RedirectResponse(login_redirect(asked_for(request), "expired"), 303)
                 except ConsoleError as error:
                     show_error(error)
                 except Exception:  # a bug of the page: logged with its trace, said in words

@@ -15,6 +15,7 @@ from plantwire.console.frame import (
     client_address,
     console_request,
     login_redirect,
+    safe_next,
 )
 from plantwire.console.mount import browser_cookie
 from plantwire.console.sessions import ConsoleSession, ConsoleUser
@@ -23,10 +24,8 @@ __all__ = ["complete_login", "login_page"]
 
 
 def _safe_next(next_path: str | None) -> str:
-    """Only a path of this site (no ``//host`` or scheme): no open redirect."""
-    if next_path and next_path.startswith("/") and not next_path.startswith("//"):
-        return next_path
-    return "/"
+    """Only a path of this site (see ``safe_next``), else the overview."""
+    return safe_next(next_path) or "/"
 
 
 @ui.page("/login/complete", title="Signing in · plantwire")

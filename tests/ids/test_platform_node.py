@@ -138,3 +138,39 @@ def test_a_parent_tenant_cannot_take_a_child_tenants_prefix(
         headers=b.headers["tenant-admin"],
     )
     assert own.status_code == 201, own.text
+
+
+def test_the_newest_handles_of_the_tenants_prefixes_come_first(
+    seeded: tuple[TestClient, Seed],
+) -> None:
+    client, seed = seeded
+    a, b = seed.tenants["a"], seed.tenants["b"]
+    for prefix, tenant in (("88.101.5", "a"), ("88.101.55", "a"), ("88.101.6", "b")):
+        assert home(client, seed, prefix, tenant).status_code == 201
+    made = ["88.101.5/SN-2", "88.101.55/LOT-1", "88.101.5/SN-1", "88.101.5/SN-3"]
+    for handle in made:  # in this order: creation time, not name, orders them
+        answer = client.put(
+            f"/api/handles/{handle}", json=VALUES, headers=a.headers["tenant-admin"]
+        )
+        assert answer.status_code == 201, answer.text
+    theirs = client.put("/api/handles/88.101.6/B-1", json=VALUES, headers=b.headers["tenant-admin"])
+    assert theirs.status_code == 201, theirs.text
+
+    newest = client.get(
+        "/api/v1/ids/handles/newest", params={"limit": 3}, headers=a.headers["viewer"]
+    )
+    assert newest.status_code == 200, newest.text
+    items = newest.json()["items"]
+    assert [(i["handle"], i["prefix"]) for i in items] == [
+        ("88.101.5/SN-3", "88.101.5"),
+        ("88.101.5/SN-1", "88.101.5"),
+        ("88.101.55/LOT-1", "88.101.55"),
+    ]
+    stamps = [i["created_at"] for i in items]
+    assert stamps == sorted(stamps, reverse=True)
+    of_b = client.get("/api/v1/ids/handles/newest", headers=b.headers["viewer"]).json()["items"]
+    assert [i["handle"] for i in of_b] == ["88.101.6/B-1"]  # never tenant a's
+    every = client.get("/api/v1/ids/handles/newest", headers=seed.admin).json()["items"]
+    assert len(every) == 5
+    refused = client.get("/api/v1/ids/handles/newest", params={"limit": 0}, headers=seed.admin)
+    assert refused.status_code == 422

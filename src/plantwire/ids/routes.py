@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 
@@ -73,6 +73,16 @@ class PrefixPage(BaseModel):
     items: list[PrefixOut]
 
 
+class NewHandleOut(BaseModel):
+    handle: str
+    prefix: str
+    created_at: datetime
+
+
+class NewHandlePage(BaseModel):
+    items: list[NewHandleOut] = Field(description="Newest first.")
+
+
 def _homed_as(node: RunningNode, prefix: str) -> HomedPrefix | None:
     """The homing of ``prefix`` on the node (its spelling and owner), if it is homed."""
     key = match_key(prefix)
@@ -107,6 +117,30 @@ def list_prefixes(
         if principal.is_platform_admin or h.tenant_id == principal.tenant_id
     ]
     return PrefixPage(items=items)
+
+
+@router.get(
+    "/handles/newest",
+    response_model=NewHandlePage,
+    responses=READ_ERRORS,
+    summary="The handles created last under the caller's prefixes",
+)
+def newest_handles(
+    limit: Annotated[int, Query(ge=1, le=100, description="How many, at most 100.")] = 10,
+    principal: Principal = Depends(require(Permission.PREFIX_READ)),
+    platform: Platform = Depends(get_platform),
+) -> NewHandlePage:
+    """Of each prefix homed here for the caller's tenant (a platform admin: every homed
+    prefix), its ``limit`` newest handles; of those, the ``limit`` newest."""
+    store = _node(platform).store
+    found = [
+        NewHandleOut(handle=handle, prefix=homed.prefix, created_at=created)
+        for homed in store.homed()
+        if principal.is_platform_admin or homed.tenant_id == principal.tenant_id
+        for handle, created in store.newest_handles(homed.prefix, limit)
+    ]
+    found.sort(key=lambda item: (item.created_at, item.handle), reverse=True)
+    return NewHandlePage(items=found[:limit])
 
 
 @router.post(

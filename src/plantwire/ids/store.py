@@ -98,6 +98,8 @@ class HandleStore(Protocol):
 
     def count_handles(self, prefix: str) -> int: ...
 
+    def newest_handles(self, prefix: str, limit: int) -> list[tuple[str, datetime]]: ...
+
     def home(self, prefix: str, tenant_id: str | None) -> None: ...
 
     def unhome(self, prefix: str) -> None: ...
@@ -353,6 +355,18 @@ class SqlHandleStore:
         query = select(func.count()).where(handles.c.prefix_key == match_key(parse_prefix(prefix)))
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def newest_handles(self, prefix: str, limit: int) -> list[tuple[str, datetime]]:
+        """The ``limit`` handles under ``prefix`` created last, newest first, with when
+        (an index walk: ``ix_handles_prefix_created``)."""
+        query = (
+            select(handles.c.handle, handles.c.created_at)
+            .where(handles.c.prefix_key == match_key(parse_prefix(prefix)))
+            .order_by(handles.c.created_at.desc(), handles.c.handle_key.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [(str(h), created) for h, created in connection.execute(query)]
 
     # --- writes -----------------------------------------------------------------------
 

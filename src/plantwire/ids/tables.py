@@ -33,6 +33,8 @@ handles = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_handles_prefix_key", "prefix_key", "handle_key"),
+    # the newest handles of a prefix (the console's overview) without a scan of the prefix
+    Index("ix_handles_prefix_created", "prefix_key", "created_at"),
     sqlite_with_rowid=False,
 )
 

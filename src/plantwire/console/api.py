@@ -7,6 +7,7 @@ documents and leave as :class:`ConsoleError` with the problem's title and detail
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -70,6 +71,16 @@ class ApiClient:
     ) -> Any:
         """The decoded JSON body of a 2xx answer (None if empty); raises :class:`ConsoleError`
         (:class:`SessionExpired` for a 401) otherwise."""
+        response = await self._send(method, path, json, params)
+        if not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("text/"):
+            return response.text
+        return response.json()
+
+    async def _send(
+        self, method: str, path: str, json: Any, params: dict[str, Any] | None
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         transport = httpx.ASGITransport(app=self._app, client=(self._client_address, 0))
         async with httpx.AsyncClient(
@@ -83,11 +94,15 @@ class ApiClient:
                 raise ConsoleError(502, "The platform did not answer", str(error)) from error
         if response.status_code >= 400:
             raise _problem(response)
-        if not response.content:
-            return None
-        if response.headers.get("content-type", "").startswith("text/"):
-            return response.text
-        return response.json()
+        return response
+
+    async def download(self, path: str, **params: Any) -> tuple[bytes, str | None]:
+        """A file the API answers (an export): its bytes and the name its
+        ``Content-Disposition`` gives, if any; raises :class:`ConsoleError` as ``request``."""
+        response = await self._send("GET", path, None, params or None)
+        disposition = response.headers.get("content-disposition", "")
+        found = re.search(r'filename="([^"]+)"', disposition)
+        return response.content, found.group(1) if found else None
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params=params or None)

@@ -46,6 +46,8 @@ class ConsoleServer:
     data: Path
     tenants: dict[str, str] = field(default_factory=dict)  # key → tenant id
     admin: dict[str, str] = field(default_factory=dict)  # platform admin's headers
+    mqtt_port: int = 0  # the bundled broker's MQTT listener
+    devices: dict[str, list[dict[str, object]]] = field(default_factory=dict)  # as created
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.admin, timeout=30)
@@ -94,6 +96,7 @@ def _seed(server: ConsoleServer) -> None:
                 device = {"name": f"{key}-press-{number}", "tenant": server.tenants[key]}
                 created = api.post("/api/v1/devices", json=device)
                 assert created.status_code == 201, created.text
+                server.devices.setdefault(key, []).append(created.json())  # with its MQTT
 
 
 @pytest.fixture(scope="package")
@@ -117,7 +120,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     log = data.parent / "up.log"
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    server = ConsoleServer(url=f"http://127.0.0.1:{http}", data=data)
+    server = ConsoleServer(url=f"http://127.0.0.1:{http}", data=data, mqtt_port=mqtt)
     try:
         _wait_ready(server.url, process, log)
         _seed(server)

@@ -15,6 +15,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Page, expect
 
+from plantwire.telemetry.sparkplug.codec import encode_payload
+from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
 from tests.console.conftest import ConsoleServer, sign_in
 
 
@@ -162,3 +164,56 @@ def test_unknown_and_foreign_devices_are_not_found(
     page.goto(f"/devices/{foreign['id']}")
     expect(page.get_by_role("alert")).to_contain_text(f"No device '{foreign['id']}'.")
     expect(page.get_by_text("b-press-0")).to_have_count(0)
+
+
+def test_edge_node_shows_sparkplug_status_and_gateway_health(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    with console_server.api() as api:
+        body = {
+            "name": "Line1/Edge1",
+            "kind": "sparkplug-node",
+            "tenant": console_server.tenants["a"],
+        }
+        created = api.post("/api/v1/devices", json=body)
+    assert created.status_code == 201, created.text
+    node = created.json()
+    ts = now_ms()
+    node_birth = Payload(
+        timestamp=ts,
+        seq=0,
+        metrics=[
+            Metric(name="bdSeq", datatype=DataType.Int64, value=0),
+            Metric(name="Buffer/Points", alias=1, datatype=DataType.Int64, value=12),
+            Metric(name="Uplink/Replayed", alias=2, datatype=DataType.Int64, value=3),
+        ],
+    )
+    device_birth = Payload(
+        timestamp=ts,
+        seq=1,
+        metrics=[
+            Metric(name="Connector/Connected", alias=10, datatype=DataType.Boolean, value=True),
+            Metric(name="Connector/Errors", alias=11, datatype=DataType.Int64, value=2),
+            Metric(name="Speed", alias=12, datatype=DataType.Double, value=100.0),
+        ],
+    )
+    with mqtt_device(console_server, node) as client:
+        for topic, payload in (
+            ("spBv1.0/Line1/NBIRTH/Edge1", node_birth),
+            ("spBv1.0/Line1/DBIRTH/Edge1/plc-1", device_birth),
+        ):
+            client.publish(topic, encode_payload(payload), qos=1).wait_for_publish(5)
+        sign_in(page, "a-viewer", path=f"/devices/{node['id']}")
+        health = page.get_by_test_id("health")
+        for _ in range(30):  # the births are stored asynchronously: reload until they are
+            if health.get_by_text("Connector/Connected").count():
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        expect(page.get_by_test_id("sparkplug-state")).to_have_text("Online")
+        expect(health.get_by_role("row", name="Buffer/Points")).to_contain_text("12")
+        connected = health.get_by_role("row", name="Connector/Connected")
+        expect(connected).to_contain_text("plc-1")
+        expect(connected).to_contain_text("True")
+        expect(health.get_by_role("row", name="Connector/Errors")).to_contain_text("2")
+        expect(health).not_to_contain_text("Speed")  # data, not health

@@ -54,18 +54,24 @@ def choose_interval(span: timedelta) -> str:
     return INTERVALS[-1][0]
 
 
-def time_chart(series: list[dict[str, Any]], *, unit: str = "") -> dict[str, Any]:
+def time_chart(
+    series: list[dict[str, Any]], *, unit: str = "", span: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """ECharts options of a line chart over time; each series' data is ``[iso time, value]``
-    pairs."""
+    pairs. ``span`` (ISO times) fixes the time axis to a range, even where it has no points.
+    Points are drawn as symbols too, so a lone one shows (ECharts thins them when dense)."""
+    x_axis: dict[str, Any] = {"type": "time"}
+    if span is not None:
+        x_axis["min"], x_axis["max"] = span
     return {
         "animation": False,
         "tooltip": {"trigger": "axis"},
         "legend": {"type": "scroll", "top": 0},
         "grid": {"left": 56, "right": 24, "top": 36, "bottom": 32},
-        "xAxis": {"type": "time"},
+        "xAxis": x_axis,
         "yAxis": {"type": "value", "scale": True, "name": unit},
         "series": [
-            {"type": "line", "showSymbol": False, "connectNulls": False, **one} for one in series
+            {"type": "line", "symbolSize": 4, "connectNulls": False, **one} for one in series
         ],
     }
 

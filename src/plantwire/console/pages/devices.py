@@ -417,13 +417,16 @@ async def _history_section(
             agg="avg,min,max",
         )
         points = answer["points"]
-        chart.options["series"] = time_chart(
-            [
-                {"name": f"{name} per {interval}", "data": [[p[0], p[i]] for p in points]}
-                for i, name in enumerate(("avg", "min", "max"), start=1)
-            ]
-        )["series"]
-        chart.options["yAxis"]["name"] = units.get(metric.value, "")
+        chart.options.update(
+            time_chart(
+                [
+                    {"name": f"{name} per {interval}", "data": [[p[0], p[i]] for p in points]}
+                    for i, name in enumerate(("avg", "min", "max"), start=1)
+                ],
+                unit=units.get(metric.value, ""),
+                span=(_api_time(first), _api_time(last)),
+            )
+        )
         chart.update()
         info.set_text(
             f"{metric.value}: {len(points)} intervals of {interval}, "

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pyarrow.parquet
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Page, expect
 
@@ -66,14 +68,28 @@ def wait_stored(server: ConsoleServer, device: dict[str, Any], metric: str, valu
 
 
 def test_list_shows_own_tenant_and_search_filters(
-    page: Page, console_server: ConsoleServer
+    page: Page, console_server: ConsoleServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    send_now(console_server, console_server.devices["a"][0], "temperature", 19.0)
     sign_in(page, "a-viewer", path="/devices")
     table = page.get_by_test_id("devices")
     for number in range(3):
         expect(table.get_by_test_id(f"device-a-press-{number}")).to_be_visible()
     expect(table.get_by_text("b-press-0")).to_have_count(0)
-    expect(table).to_contain_text("never seen")  # no data published by these yet
+    expect(table.get_by_role("row", name="a-press-0")).to_contain_text("online")
+
+    page.get_by_label("Status").click()
+    page.get_by_role("option", name="Online").click()
+    expect(table.get_by_test_id("device-a-press-0")).to_be_visible()
+    expect(table.get_by_test_id("device-a-press-1")).to_have_count(0)
+    expect(page.get_by_test_id("devices-shown")).to_contain_text("1 match kind and status")
+    page.get_by_label("Status").click()
+    page.get_by_role("option", name="Any status").click()
+    expect(table.get_by_test_id("device-a-press-2")).to_be_visible()
+    expect(page.get_by_role("option")).to_have_count(0)  # the menu closed
+    shots = tmp_path_factory.getbasetemp() / "screenshots"  # the list; the fixture's is the device
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "test_list_shows_own_tenant_and_search_filters-list.png"))
 
     page.get_by_label("Search by name").fill("press-1")
     expect(table.get_by_test_id("device-a-press-1")).to_be_visible()
@@ -136,6 +152,11 @@ def test_range_changes_the_aggregated_series(page: Page, console_server: Console
         page.get_by_test_id("download-csv").click()
     rows = [line for line in download.value.path().read_text().splitlines() if "pressure" in line]
     assert len(rows) == 6
+    with page.expect_download() as download:
+        page.get_by_test_id("download-parquet").click()
+    assert download.value.suggested_filename.endswith(".parquet")
+    table = pyarrow.parquet.read_table(download.value.path())
+    assert table.num_rows == 6
 
 
 def test_bad_custom_range_says_why(page: Page, console_server: ConsoleServer) -> None:

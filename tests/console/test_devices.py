@@ -190,14 +190,14 @@ def test_unknown_and_foreign_devices_are_not_found(
 def test_edge_node_shows_sparkplug_status_and_gateway_health(
     page: Page, console_server: ConsoleServer
 ) -> None:
-    with console_server.api() as api:
-        body = {
-            "name": "Line1/Edge1",
-            "kind": "sparkplug-node",
-            "tenant": console_server.tenants["a"],
-        }
+    with console_server.api() as api:  # a tenant of its own: the others' device counts stay
+        tenant = api.post("/api/v1/tenants", json={"name": "Tenant c"})
+        assert tenant.status_code == 201, tenant.text
+        console_server.tenants["c"] = tenant.json()["id"]
+        body = {"name": "Line1/Edge1", "kind": "sparkplug-node", "tenant": tenant.json()["id"]}
         created = api.post("/api/v1/devices", json=body)
     assert created.status_code == 201, created.text
+    console_server.add_user("c-viewer", "viewer", "c")
     node = created.json()
     ts = now_ms()
     node_birth = Payload(
@@ -224,7 +224,7 @@ def test_edge_node_shows_sparkplug_status_and_gateway_health(
             ("spBv1.0/Line1/DBIRTH/Edge1/plc-1", device_birth),
         ):
             client.publish(topic, encode_payload(payload), qos=1).wait_for_publish(5)
-        sign_in(page, "a-viewer", path=f"/devices/{node['id']}")
+        sign_in(page, "c-viewer", path=f"/devices/{node['id']}")
         health = page.get_by_test_id("health")
         for _ in range(30):  # the births are stored asynchronously: reload until they are
             if health.get_by_text("Connector/Connected").count():
@@ -238,3 +238,5 @@ def test_edge_node_shows_sparkplug_status_and_gateway_health(
         expect(connected).to_contain_text("True")
         expect(health.get_by_role("row", name="Connector/Errors")).to_contain_text("2")
         expect(health).not_to_contain_text("Speed")  # data, not health
+        page.goto("/")  # the Overview's tile
+        expect(page.get_by_test_id("gateways-value")).to_have_text("1 of 1")

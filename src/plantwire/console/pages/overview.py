@@ -29,6 +29,8 @@ class DeviceSummary:
     online: int = 0
     dead_letters: int = 0
     more: bool = False  # the tenant has more devices than the overview examined
+    gateways: int = 0  # Sparkplug edge nodes (a gateway is one)
+    gateways_online: int = 0  # by the Sparkplug host's view: born and not dead since
     errors: list[str] = field(default_factory=list)
 
 
@@ -49,6 +51,9 @@ async def summarise_devices(console: Console) -> DeviceSummary:
         try:
             if _online(await console.api.get(f"{base}/latest"), now):
                 summary.online += 1
+            if device["kind"] == "sparkplug-node":
+                summary.gateways += 1
+                summary.gateways_online += (await console.api.get(base))["sparkplug"]["online"]
             summary.dead_letters += (await console.api.get(f"{base}/dead-letters"))["count"]
         except ConsoleError as error:
             if error.status == 401:
@@ -95,6 +100,7 @@ async def overview(console: Console) -> None:
         online, online_note = _tile("Online now", "online")
         letters, letters_note = _tile("Dead letters", "dead-letters")
         prefixes, prefixes_note = _tile("Identifier prefixes", "prefixes")
+        gateways, gateways_note = _tile("Gateways online", "gateways")
         ingest = None
         if console.user.role is Role.PLATFORM_ADMIN:  # the rate is the platform's, not a tenant's
             ingest = _tile("Ingest (points/s)", "ingest")
@@ -126,6 +132,8 @@ async def overview(console: Console) -> None:
         )
         letters.set_text(str(summary.dead_letters))
         letters_note.set_text("; ".join(summary.errors) or "messages refused by ingest")
+        gateways.set_text(f"{summary.gateways_online} of {summary.gateways}")
+        gateways_note.set_text("edge nodes; connector health on each one's Devices page")
 
     async def _refresh_prefixes() -> None:
         page = await console.api.get("/api/v1/ids/prefixes")

@@ -173,6 +173,11 @@ def test_bad_custom_range_says_why(page: Page, console_server: ConsoleServer) ->
     page.get_by_label("From (UTC)").fill("2026-11-22 10:00")
     page.get_by_test_id("custom-show").click()
     expect(problem).to_contain_text("'start' must come before 'end'")  # the API's answer
+    page.get_by_label("From (UTC)").fill("2026-09-01 00:00")
+    page.get_by_test_id("custom-show").click()
+    expect(problem).to_have_text("")  # a range the API can answer clears the message
+    page.get_by_test_id("download-csv").click()  # but not an export of three months
+    expect(problem).to_contain_text("An export may span at most 31 days")
     expect(page.get_by_test_id("device-name")).to_have_text("a-press-2")
 
 

@@ -428,10 +428,8 @@ async def _history_section(
             )
         )
         chart.update()
-        info.set_text(
-            f"{metric.value}: {len(points)} intervals of {interval}, "
-            f"{_api_time(first)} to {_api_time(last)}"
-        )
+        found = f"{len(points)} intervals of {interval}" if points else "no numeric values"
+        info.set_text(f"{metric.value}: {found}, {_api_time(first)} to {_api_time(last)}")
 
     async def download(file_format: str) -> None:
         first, last = span()

@@ -21,6 +21,8 @@ from plantwire.telemetry.sparkplug.codec import encode_payload
 from plantwire.telemetry.sparkplug.model import DataType, Metric, Payload
 from tests.console.conftest import ConsoleServer, sign_in
 
+LIVE_WAIT = 15_000  # ms: a value's way through ingest plus a poll (2 s), on a busy machine
+
 
 @contextlib.contextmanager
 def mqtt_device(server: ConsoleServer, device: dict[str, Any]) -> Iterator[mqtt.Client]:
@@ -111,7 +113,9 @@ def test_device_page_latest_and_live_chart(page: Page, console_server: ConsoleSe
     with mqtt_device(console_server, device) as client:
         for step in range(1, 4):  # data flows while the page is open
             publish(client, device, now_ms(), temperature=20.5 + step)
-            expect(counted).to_contain_text(f"{1 + step} points of 1 numeric metrics")
+            expect(counted).to_contain_text(
+                f"{1 + step} points of 1 numeric metrics", timeout=LIVE_WAIT
+            )
         expect(latest.get_by_role("row", name=re.compile("temperature"))).to_contain_text("23.5")
     drawn = page.evaluate(
         """() => {

@@ -47,6 +47,7 @@ class ConsoleServer:
     mqtt_port: int = 0  # the bundled broker's MQTT listener, on 127.0.0.1
     tenants: dict[str, str] = field(default_factory=dict)  # key → tenant id
     admin: dict[str, str] = field(default_factory=dict)  # platform admin's headers
+    devices: dict[str, list[dict[str, object]]] = field(default_factory=dict)  # as created
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.admin, timeout=30)
@@ -95,6 +96,7 @@ def _seed(server: ConsoleServer) -> None:
                 device = {"name": f"{key}-press-{number}", "tenant": server.tenants[key]}
                 created = api.post("/api/v1/devices", json=device)
                 assert created.status_code == 201, created.text
+                server.devices.setdefault(key, []).append(created.json())  # with its MQTT
 
 
 @pytest.fixture(scope="package")

@@ -24,7 +24,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from plantwire.console.handle_values import proxy_url
 from tests.conftest import ADMIN_PASSWORD, PASSWORD
-from tests.console.conftest import ConsoleServer, sign_in
+from tests.console.conftest import ConsoleServer, sign_in, sign_out
 
 PREFIX = "88.77.1"  # homed for tenant a
 
@@ -434,3 +434,17 @@ def test_the_product_page_of_bad_or_unknown_handles(page: Page, admin_handles: H
     expect(page.get_by_test_id("values")).to_contain_text("https://plant.example/p")
     page.goto("/products/no-slash")
     expect(page.get_by_role("alert")).to_contain_text("Not a valid handle")
+
+
+def test_the_overview_lists_the_latest_identifiers_minted(
+    page: Page, admin_handles: Handles
+) -> None:
+    handle = _new_handle(admin_handles, [_string(1, "URL", "https://plant.example/u/new"), ADMIN])
+    sign_in(page, "a-viewer")
+    latest = page.get_by_test_id("newest-handle").first
+    expect(latest).to_have_text(handle)  # the newest first
+    latest.click()
+    expect(page.get_by_test_id("resolved-handle")).to_have_text(handle)
+    sign_out(page)
+    sign_in(page, "b-viewer")
+    expect(page.get_by_test_id("newest-handles")).to_contain_text("None minted yet")

@@ -7,6 +7,7 @@ documents and leave as :class:`ConsoleError` with the problem's title and detail
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -92,6 +93,16 @@ class ApiClient:
         if response.headers.get("content-type", "").startswith("text/"):
             return response.text
         return response.json()
+
+    async def download(self, path: str, **params: Any) -> tuple[bytes, str | None]:
+        """A file the API answers (an export): its bytes and the name its
+        ``Content-Disposition`` gives, if any; raises :class:`ConsoleError` as ``request``."""
+        response = await self.response("GET", path, params=params or None)
+        if response.status_code >= 400:
+            raise _problem(response)
+        disposition = response.headers.get("content-disposition", "")
+        found = re.search(r'filename="([^"]+)"', disposition)
+        return response.content, found.group(1) if found else None
 
     async def response(self, method: str, path: str, **options: Any) -> httpx.Response:
         """The API's answer as it is, whatever its status: for APIs that do not answer in

@@ -198,7 +198,9 @@ _PAGE_FAILED = ConsoleError(
     500, "This page failed", "The platform's log has the details; other pages still work."
 )
 
-PageBody = Callable[[Console], Awaitable[None]]
+#: ``async def page(console, **path_parameters)``: a page at ``/devices/{device_id}`` takes
+#: ``device_id: str`` after ``console``.
+PageBody = Callable[..., Awaitable[None]]
 
 
 def console_page(
@@ -248,7 +250,7 @@ def console_page(
                     _forbidden(title)
                     return None
                 try:
-                    await body(console)
+                    await body(console, **request.path_params)
                 except SessionExpired:
                     here.state.sessions.drop(here.browser_id)
                     return RedirectResponse(login_redirect(asked_for(request), "expired"), 303)

@@ -216,8 +216,8 @@ async def _machine_data(console: Console, handle: str, record: ProductRecord) ->
 
 
 @console_page("/products/{handle:path}", title="Product", permission=Permission.PREFIX_READ)
-async def products(console: Console) -> None:
-    raw = str(ui.context.client.request.path_params.get("handle", ""))
+async def products(console: Console, handle: str) -> None:
+    raw = handle
     try:
         handle = check_handle(raw)
     except HandleSyntaxError as error:

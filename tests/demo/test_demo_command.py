@@ -126,6 +126,28 @@ def _check_resolves(info: dict[str, Any]) -> str:
     return handle
 
 
+def _check_machine_data(info: dict[str, Any], token: str, devices: list[Any]) -> None:
+    """The example part was made while the gateway forwarded: its machine's data during its
+    production window is in the store, so its product page shows its production history."""
+    handle = info["example_identifier"]
+    values = _values(httpx.get(f"{info['resolver_url']}/api/handles/{handle}", timeout=10).json())
+    machine = next(d for d in devices if d["name"] == f"Plant1/Gateway1/{values['MACHINE']}")
+    headers = {"Authorization": f"Bearer {token}"}
+    window = {"start": values["PRODUCTION_START"], "end": values["PRODUCTION_END"]}
+    deadline = time.monotonic() + 20
+    while True:  # the points of its last seconds may still be on their way
+        points = httpx.get(
+            f"{info['console_url']}/api/v1/devices/{machine['id']}/telemetry",
+            params={"metric": "MotorCurrent", **window},
+            headers=headers,
+            timeout=10,
+        ).json()["points"]
+        if points or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert points, f"no machine data for {handle} between {window}"
+
+
 def test_demo_starts_registers_resolvable_parts_and_stops_cleanly(tmp_path: Path) -> None:
     """The demo command starts, produces identifiers that resolve through the recursive
     node, and stops cleanly; started again on its data dir it finds what it made."""
@@ -164,6 +186,7 @@ def test_demo_starts_registers_resolvable_parts_and_stops_cleanly(tmp_path: Path
                 break
             time.sleep(0.5)
         assert wanted <= {d["name"] for d in devices}
+        _check_machine_data(info, token, devices)
     finally:
         output = _stop(process) if process.poll() is None else ""
     assert "Ctrl-C stops it." in output

@@ -207,18 +207,26 @@ async def _run(settings: Settings, parts: DemoParts, stop: asyncio.Event) -> boo
                 await asyncio.wait({gateway_task})  # a failure was logged when it happened
 
             stack.push_async_callback(stop_gateway)
+            # the example is a part made while the gateway forwarded: its page has machine data
+            deadline = asyncio.get_running_loop().time() + _FIRST_PART_WAIT_S
+            while not gateway.uplink.stats.online and not stop.is_set():
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            registrar.trace_from(simulator.plant.now)
         else:
             parts.announce("  gateway: not started (broker_url names an external broker)")
 
+        example = registrar.traced if platform.broker is not None else registrar.first
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first_of(registrar.first, stop), _FIRST_PART_WAIT_S)
+            await asyncio.wait_for(_first_of(example, stop), _FIRST_PART_WAIT_S)
         info = {
             "console_url": console_url,
             "username": provision.DEMO_USERNAME,
             "password": secrets.password,
             "tenant": provision.DEMO_TENANT,
             "resolver_url": hierarchy.urls["recursive"],
-            "example_identifier": registrar.stats.last_handle,
+            "example_identifier": registrar.stats.traced_handle or registrar.stats.last_handle,
             "mqtt_url": mqtt_url,
             "ids_nodes": dict(hierarchy.urls),
             "opcua_url": endpoints.opcua_url,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -77,6 +78,7 @@ class RegistrarStats:
     failed: int = 0
     dropped: int = 0  # parts the full queue could not take
     last_handle: str | None = None
+    traced_handle: str | None = None  # the first part made while the gateway forwarded
 
 
 class PartRegistrar:
@@ -100,6 +102,8 @@ class PartRegistrar:
         self.console_url = console_url
         self.stats = RegistrarStats()
         self.first = asyncio.Event()  # set once a part's identifier is registered
+        self.traced = asyncio.Event()  # set once a part started since trace_from() is in
+        self._traced_from: datetime | None = None
         self._queue: asyncio.Queue[PartRecord] = asyncio.Queue(queue_size)
         self._http = httpx.AsyncClient(
             base_url=node_url,
@@ -107,6 +111,12 @@ class PartRegistrar:
             timeout=timeout,
             transport=transport,
         )
+
+    def trace_from(self, moment: datetime) -> None:
+        """Parts started at or after ``moment`` (simulated time: when the gateway began to
+        forward the machines' data) have machine data for their whole production window; the
+        first of them registered sets ``traced`` and ``stats.traced_handle``."""
+        self._traced_from = moment
 
     def add(self, part: PartRecord) -> None:
         try:
@@ -129,6 +139,10 @@ class PartRegistrar:
         self.stats.registered += 1
         self.stats.last_handle = handle
         self.first.set()
+        traced_from = self._traced_from
+        if traced_from is not None and part.started_at >= traced_from and not self.traced.is_set():
+            self.stats.traced_handle = handle
+            self.traced.set()
         return True
 
     def _failed(self, handle: str, why: str) -> bool:

@@ -35,10 +35,14 @@ def _machine(console_url: str, username: str, password: str, name: str) -> str:
     raise SystemExit(f"the demo has no device for machine {name!r} yet")
 
 
-def _shoot(page: Page, path: str, ready: str, out: Path, pause_ms: int = 1500) -> None:
+def _shoot(page: Page, path: str, ready: str, out: Path, pause_ms: int = 6000) -> None:
+    """Opens ``path``, waits for the element ``ready`` and a few live updates, and shoots the
+    viewport with that element scrolled into it."""
     page.goto(path)
-    page.get_by_test_id(ready).first.wait_for(timeout=30_000)
-    page.wait_for_timeout(pause_ms)  # charts animate in, live values arrive
+    shown = page.get_by_test_id(ready).first
+    shown.wait_for(timeout=30_000)
+    page.wait_for_timeout(pause_ms)  # live values arrive, charts fill
+    shown.scroll_into_view_if_needed()
     page.screenshot(path=str(out))
     print(out)
 
@@ -56,9 +60,9 @@ def main() -> None:
     shots = [
         ("overview", "/", "page-title"),
         ("devices", "/devices", "page-title"),
-        ("device", f"/devices/{machine}", "page-title"),
+        ("device", f"/devices/{machine}", "live-chart"),
         ("identifier", f"/identifiers?handle={quote(handle, safe='')}", "page-title"),
-        ("product", f"/products/{quote(handle, safe='/')}", "page-title"),
+        ("product", f"/products/{quote(handle, safe='/')}", "product-record"),
         ("administration", "/admin", "page-title"),
     ]
     with sync_playwright() as playwright:

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from plantwire.console.charts import INTERVALS, LIVE_POINTS, MAX_POINTS, LiveSeries, choose_interval
-from plantwire.console.pages.devices import RANGES, device_status, numeric, resolve_range
+from plantwire.console.pages.devices import (
+    RANGES,
+    device_status,
+    is_health_report,
+    numeric,
+    resolve_range,
+)
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -59,3 +65,15 @@ def test_status_online_offline_never_seen() -> None:
     assert device_status({"a": value(timedelta(minutes=1), stale=True)}, NOW) == "offline"
     assert device_status({"a": value(timedelta(minutes=1), quality="bad")}, NOW) == "offline"
     assert [numeric(v) for v in (1, 2.5, True, "3", None)] == [1.0, 2.5, None, None, None]
+
+
+def test_a_machines_own_values_come_before_a_gateways_health_reports() -> None:
+    names = ["Buffer/Points", "Connector/Connected", "MotorCurrent", "Uplink/Replayed", "Speed"]
+    names.sort(key=lambda name: (is_health_report(name), name))
+    assert names == [
+        "MotorCurrent",
+        "Speed",
+        "Buffer/Points",
+        "Connector/Connected",
+        "Uplink/Replayed",
+    ]

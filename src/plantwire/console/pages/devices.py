@@ -351,7 +351,9 @@ async def _live_section(
         table.rows = _latest_rows(latest, units, lambda name: True)
         table.update()
         changed = False
-        for name, value in sorted(latest.items()):
+        for name, value in sorted(
+            latest.items(), key=lambda item: (is_health_report(item[0]), item[0])
+        ):
             number = numeric(value["value"])
             if number is None or value["quality"] == "bad":
                 continue
@@ -375,12 +377,20 @@ async def _live_section(
     return lambda: problems.run(poll)
 
 
+def is_health_report(metric: str) -> bool:
+    """A gateway's health report (``Connector/…``, ``Buffer/…``, ``Uplink/…``, see
+    docs/edge.md) rather than a value of the machine itself."""
+    return metric.split("/", 1)[0] in ("Connector", "Buffer", "Uplink")
+
+
 async def _history_section(
     console: Console, base: str, device: dict[str, Any], units: dict[str, str]
 ) -> None:
     """A metric's history over a chosen range, aggregated by the API, and the downloads."""
     ui.label("History").classes("text-h6")
     names = sorted(units) or sorted(await console.api.get(f"{base}/latest"))
+    # the machine's own values before a gateway's health reports
+    names.sort(key=lambda name: (is_health_report(name), name))
     with ui.row().classes("items-end gap-4 w-full"):
         metric = ui.select(names, value=names[0] if names else None, label="Metric").props(
             "data-testid=history-metric"

@@ -389,8 +389,11 @@ async def _history_section(
     """A metric's history over a chosen range, aggregated by the API, and the downloads."""
     ui.label("History").classes("text-h6")
     names = sorted(units) or sorted(await console.api.get(f"{base}/latest"))
-    # the machine's own values before a gateway's health reports
-    names.sort(key=lambda name: (is_health_report(name), name))
+    # the machine's own numbers first, then its other values, then a gateway's health reports
+    kinds = {metric["name"]: metric.get("data_type") for metric in device.get("metrics", [])}
+    names.sort(
+        key=lambda name: (is_health_report(name), kinds.get(name) not in ("float", "int"), name)
+    )
     with ui.row().classes("items-end gap-4 w-full"):
         metric = ui.select(names, value=names[0] if names else None, label="Metric").props(
             "data-testid=history-metric"

@@ -4,10 +4,13 @@ JSON, refusals as ConsoleError with the problem's words, a refused token as Sess
 from __future__ import annotations
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from plantwire.console.api import ApiClient, ConsoleError, SessionExpired
-from tests.conftest import ADMIN_PASSWORD
+from plantwire.console.handle_api import HandleApi
+from plantwire.ids.names import url_path
+from tests.conftest import ADMIN_PASSWORD, Seed
 
 
 async def test_login_and_a_read(client: TestClient) -> None:
@@ -53,3 +56,48 @@ async def test_an_invalid_request_names_the_field_and_what_is_wrong(client: Test
         await admin.post("/api/v1/users", json=weak)
     assert refused.value.status == 422
     assert refused.value.detail.endswith("password: String should have at least 8 characters.")
+
+
+async def test_a_handle_named_with_dot_segments_is_the_handle_not_another_path(
+    seeded: tuple[TestClient, Seed],
+) -> None:
+    """A tenant admin may name a handle ``<prefix>/../../v1/users/<id>``; the console's
+    Delete of that handle, as a platform admin, must delete the handle, never the user (an
+    HTTP client removes ``..`` segments unless they are encoded)."""
+    client, seed = seeded
+    a = seed.tenants["a"]
+    homed = client.post(
+        "/api/v1/ids/prefixes", json={"prefix": "88.101.5", "tenant": a.id}, headers=seed.admin
+    )
+    assert homed.status_code == 201, homed.text
+    victim = client.get("/api/v1/auth/me", headers=a.headers["viewer"]).json()["id"]
+    crafted = f"88.101.5/../../v1/users/{victim}"
+    made = client.put(
+        f"/api/handles/{url_path(crafted)}",
+        json=[{"index": 1, "type": "URL", "data": {"format": "string", "value": "x"}}],
+        headers=a.headers["tenant-admin"],
+    )
+    assert made.status_code == 201, made.text
+    admin = HandleApi(ApiClient(client.app, seed.admin["Authorization"].split()[1], "127.0.0.1"))
+    assert (await admin.resolve(crafted))[0]["data"]["value"] == "x"
+    await admin.delete(crafted)
+    assert client.get(f"/api/v1/users/{victim}", headers=seed.admin).status_code == 200
+    gone = client.get(f"/api/handles/{url_path(crafted)}")
+    assert gone.json()["responseCode"] == 100  # the handle went, and only it
+    assert url_path("88.101.5/./a b/..") == "88.101.5/%2E/a%20b/%2E%2E"
+
+
+async def test_a_platform_error_is_a_console_error_not_an_exception(client: TestClient) -> None:
+    """A 500 of the platform (a failing route) reaches pages as a ConsoleError they show."""
+
+    app = client.app
+    assert isinstance(app, FastAPI)
+
+    @app.get("/api/v1/test-fails")
+    def fails() -> None:
+        raise RuntimeError("the store broke")
+
+    anonymous = ApiClient(client.app, None, "127.0.0.1")
+    with pytest.raises(ConsoleError) as failed:
+        await anonymous.get("/api/v1/test-fails")
+    assert failed.value.status == 500

@@ -110,7 +110,11 @@ class ApiClient:
         httpx's (``json``, ``params``). Raises :class:`ConsoleError` only when the API could
         not be reached."""
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        transport = httpx.ASGITransport(app=self._app, client=(self._client_address, 0))
+        # an exception in the app is its 500 problem answer here, not raised past the
+        # console's ConsoleError handling (Starlette re-raises after sending the 500)
+        transport = httpx.ASGITransport(
+            app=self._app, client=(self._client_address, 0), raise_app_exceptions=False
+        )
         async with httpx.AsyncClient(
             transport=transport, base_url=_BASE_URL, timeout=_TIMEOUT
         ) as client:

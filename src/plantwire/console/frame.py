@@ -87,6 +87,14 @@ class Console:
             return
         ui.notify(error.message, type="negative", multi_line=True)
 
+    def fail_here(self, error: ConsoleError) -> None:
+        """For content built after the page (a refreshable's body): an expired session goes
+        to the login page, anything else is shown where the content would have been."""
+        if isinstance(error, SessionExpired):
+            self.fail(error)
+        else:
+            show_error(error)
+
 
 def safe_next(next_path: str | None) -> str | None:
     """``next_path`` if it is a path of this site, query included; None for anything a

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from plantwire.console.api import ApiClient, ConsoleError, SessionExpired
 from plantwire.ids.codes import ResponseCode
+from plantwire.ids.names import url_path
 
 __all__ = ["HandleApi", "HandlePage", "handle_path"]
 
@@ -43,7 +43,7 @@ _TITLES = {
 
 def handle_path(handle: str) -> str:
     """``/api/handles/<handle>`` with the handle percent-encoded, its ``/`` kept."""
-    return f"{HANDLES}/{quote(handle, safe='/')}"
+    return f"{HANDLES}/{url_path(handle)}"
 
 
 def _referral_detail(body: dict[str, Any]) -> str:

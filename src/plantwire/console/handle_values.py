@@ -11,13 +11,12 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import segno
 
 from plantwire.ids.handle_json import ValueFormatError, admin_permissions_from_json
 from plantwire.ids.model import ADMIN_PERMISSION_ORDER
-from plantwire.ids.names import HandleSyntaxError, parse_handle, prefix_record
+from plantwire.ids.names import HandleSyntaxError, parse_handle, prefix_record, url_path
 
 __all__ = [
     "PRODUCT_FIELDS",
@@ -281,7 +280,7 @@ def written_values(rows: list[EditRow], kept: list[dict[str, Any]]) -> list[dict
 
 def proxy_url(base_url: str, handle: str) -> str:
     """The handle's address at the platform's proxy, which redirects to its URL value."""
-    return f"{base_url.rstrip('/')}/hdl/{quote(handle, safe='/')}"
+    return f"{base_url.rstrip('/')}/hdl/{url_path(handle)}"
 
 
 def qr_svg(url: str) -> str:

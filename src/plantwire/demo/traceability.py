@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from plantwire.ids.names import prefix_record
+from plantwire.ids.names import prefix_record, url_path
 from plantwire.sim.plant import PartRecord
 
 __all__ = ["PartRegistrar", "RegistrarStats", "part_handle", "part_values", "product_url"]
@@ -43,7 +43,7 @@ def part_handle(prefix: str, part: PartRecord) -> str:
 
 def product_url(console_url: str, handle: str) -> str:
     """The part's page in the console."""
-    return f"{console_url.rstrip('/')}/products/{quote(handle, safe='/')}"
+    return f"{console_url.rstrip('/')}/products/{url_path(handle)}"
 
 
 def _iso(moment: Any) -> str:
@@ -131,7 +131,7 @@ class PartRegistrar:
         handle = part_handle(self.prefix, part)
         body = {"values": part_values(self.prefix, part, self.console_url)}
         try:
-            response = await self._http.put(f"/api/handles/{quote(handle, safe='/')}", json=body)
+            response = await self._http.put(f"/api/handles/{url_path(handle)}", json=body)
         except httpx.HTTPError as error:
             return self._failed(handle, f"{type(error).__name__}: {error}")
         if response.status_code not in (200, 201):

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from plantwire.ids.keys import PrivateKey, sign_challenge
+from plantwire.ids.names import url_path
 
 __all__ = ["HandleClient", "HandleClientError"]
 
@@ -132,7 +133,7 @@ class HandleClient:
 
     @staticmethod
     def _path(handle: str) -> str:
-        return "/api/handles/" + quote(handle, safe="/")
+        return "/api/handles/" + url_path(handle)
 
     def get(
         self,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 __all__ = [
     "DEFAULT_MAX_HANDLE_BYTES",
@@ -28,6 +28,7 @@ __all__ = [
     "prefix_chain",
     "prefix_record",
     "unquote_handle",
+    "url_path",
 ]
 
 DEFAULT_MAX_HANDLE_BYTES = 255
@@ -37,6 +38,17 @@ _PREFIX_SEGMENT = re.compile(r"[!-~]+")  # printable ASCII, no space
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ASCII_UPPER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _AUTHORITY_KEY = PREFIX_AUTHORITY.lower()
+
+
+_DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+
+
+def url_path(handle: str) -> str:
+    """A handle as a URL path, ``88.101.5/SN 1`` → ``88.101.5/SN%201``: each ``/``-separated
+    segment percent-encoded, ``.`` and ``..`` segments too — HTTP clients and browsers remove
+    those, so a handle named ``88.101.5/../../v1/users/x`` would otherwise name another path
+    of the same server (and a request for it carry its sender's credentials there)."""
+    return "/".join(_DOT_SEGMENTS.get(s, quote(s, safe="")) for s in handle.split("/"))
 
 
 class HandleSyntaxError(ValueError):

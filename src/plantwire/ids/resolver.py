@@ -38,14 +38,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from plantwire.ids.codes import ResponseCode, http_status
 from plantwire.ids.handle_json import ValueFormatError, value_from_json
 from plantwire.ids.model import HS_SITE, HS_SITE_PREFIX, HandleValue, SiteInfo, SiteServer
-from plantwire.ids.names import Handle, HandleSyntaxError, match_key, parse_handle, prefix_chain
+from plantwire.ids.names import (
+    Handle,
+    HandleSyntaxError,
+    match_key,
+    parse_handle,
+    prefix_chain,
+    url_path,
+)
 from plantwire.ids.store import StoredValue
 
 __all__ = ["MAX_ANSWER_BYTES", "Resolution", "Resolver", "ResolverStats"]
@@ -60,7 +67,6 @@ _HEADERS = {
     "user-agent": "plantwire-resolver",
 }
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}  # or the HTTP client would remove them
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
@@ -124,7 +130,7 @@ def _search_for(handle: Handle) -> _Search:
     return _Search(
         text=text,
         key=handle.key,
-        path="/".join(_DOT_SEGMENTS.get(s, quote(s, safe="")) for s in text.split("/")),
+        path=url_path(text),
         authority=handle.authority,
         prefixes=tuple(chain),
         keys=tuple(match_key(prefix) for prefix in chain),

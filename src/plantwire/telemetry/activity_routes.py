@@ -29,6 +29,10 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"], route_class=AuthenticateFirst)
 
+#: The longest window: the points are counted in the store's recent (hot) table, which keeps
+#: at least the last 5 minutes when sealing moves older ones out (MaintenancePolicy.grace).
+MAX_WINDOW = 300
+
 
 class TenantActivityOut(BaseModel):
     tenant: str
@@ -85,8 +89,8 @@ async def _dead_letters(platform: Platform, tenant_id: str) -> int | None:
 async def tenant_activity(
     tenant_id: str,
     window: Annotated[
-        int, Query(ge=10, le=86_400, description="Seconds back from now (10 to 86,400).")
-    ] = 300,
+        int, Query(ge=10, le=MAX_WINDOW, description="Seconds back from now (10 to 300).")
+    ] = MAX_WINDOW,
     principal: Principal = Depends(require(Permission.DEVICE_READ)),
     platform: Platform = Depends(get_platform),
 ) -> TenantActivityOut:

@@ -103,7 +103,8 @@ def admin_row(testid: str, name: str) -> ui.row:
     """A line of a listing (a user, token, device), its name first; its columns and buttons
     go inside ``with``."""
     line = ui.row().classes("w-full items-center gap-4 q-py-xs border-b border-gray-300")
-    with line.props(f"data-testid={testid}"):
+    line.props["data-testid"] = testid  # a value, never parsed: testids carry names
+    with line:
         ui.label(name).classes("min-w-[12rem] text-weight-medium")
     return line
 
@@ -164,6 +165,7 @@ def confirm(
                 await reported(console, action)()
 
             ui.button(action_label, on_click=yes).props("color=negative data-testid=confirm-yes")
+    dialog.on("hide", dialog.delete)  # closed: gone from the page, not hidden in it
     dialog.open()
 
 
@@ -224,4 +226,6 @@ def show_once(title: str, secrets: dict[str, str], notes: dict[str, str] | None 
             ui.button("I have copied it", on_click=dialog.close).props(
                 "color=primary data-testid=secret-done"
             )
+    # closed: the secret leaves the page (and the browser's DOM), not only the screen
+    dialog.on("hide", dialog.delete)
     dialog.open()

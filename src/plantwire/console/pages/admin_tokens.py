@@ -10,6 +10,7 @@ from typing import Any
 
 from nicegui import ui
 
+from plantwire.console.api import ConsoleError
 from plantwire.console.frame import Console, NavItem, console_page
 from plantwire.console.pages.admin_frame import (
     CreateForm,
@@ -86,7 +87,11 @@ async def tokens(console: Console) -> None:
     @ui.refreshable
     async def listing() -> None:
         scope = "tenant" if everyone else "own"
-        page = await console.api.get("/api/v1/tokens", scope=scope, limit=MAX_TOKENS)
+        try:  # refreshed in a task of its own: a refusal is said here, not lost
+            page = await console.api.get("/api/v1/tokens", scope=scope, limit=MAX_TOKENS)
+        except ConsoleError as error:
+            console.fail_here(error)
+            return
         items = [t for t in page["items"] if t["kind"] == "api"]
         with ui.column().classes("w-full gap-0").props("data-testid=tokens"):
             for token in items:

@@ -42,7 +42,11 @@ async def administration(console: Console) -> None:
 
     @ui.refreshable
     async def users() -> None:
-        page = await console.api.get("/api/v1/users", limit=MAX_USERS)
+        try:  # refreshed in a task of its own: a refusal is said here, not lost
+            page = await console.api.get("/api/v1/users", limit=MAX_USERS)
+        except ConsoleError as error:
+            console.fail_here(error)
+            return
         with ui.column().classes("w-full gap-0").props("data-testid=users"):
             for user in page["items"]:
                 _user_row(console, user, roles, tenants, users.refresh)
@@ -120,12 +124,15 @@ def _user_row(
 
     with admin_row(f"user-{name}", name):
         if manageable:
-            ui.select(
+            chooser = ui.select(
                 {r.value: r.value for r in roles},
                 value=user["role"],
                 label="Role",
                 on_change=lambda e: change({"role": e.value}, f"{name} is now {e.value}."),
-            ).props(f"dense borderless aria-label='Role of {name}'").classes("min-w-[10rem]")
+            ).props("dense borderless")
+            chooser.classes("min-w-[10rem]")
+            # set as a value, never parsed from a props string: a name is data, not markup
+            chooser.props["aria-label"] = f"Role of {name}"
         else:
             ui.label(str(user["role"])).classes("min-w-[10rem]")
         if tenants:

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from functools import partial
 from typing import Any
-from urllib.parse import quote
 
 from nicegui import ui
 
@@ -29,7 +28,7 @@ from plantwire.console.handle_values import (
     value_index,
     written_values,
 )
-from plantwire.ids.names import HandleSyntaxError
+from plantwire.ids.names import HandleSyntaxError, url_path
 from plantwire.security.roles import Permission
 
 __all__ = ["identifiers", "show_record"]
@@ -55,7 +54,7 @@ _LINK_CELL = (
 
 
 def product_path(handle: str) -> str:
-    return f"/products/{quote(handle, safe='/')}"
+    return f"/products/{url_path(handle)}"
 
 
 def base_url() -> str:
@@ -223,7 +222,9 @@ async def _manage(console: Console, handles: HandleApi, lookup: OnHandle, box: u
             with ui.row().classes("justify-end w-full"):
                 ui.button("Cancel", on_click=dialog.close).props("flat")
                 ui.button("Delete", on_click=lambda: dialog.submit(True)).props("color=negative")
-        if not await dialog:
+        answer = await dialog
+        dialog.delete()  # answered: gone from the page
+        if not answer:
             return
         try:
             await handles.delete(handle)
@@ -328,4 +329,5 @@ async def _edit_dialog(
         await after(target)
 
     save.on_click(submit)
+    dialog.on("hide", dialog.delete)  # closed: gone from the page, not hidden in it
     dialog.open()

@@ -46,7 +46,10 @@ _VALUE_COLUMNS: list[dict[str, Any]] = [
     {"name": "timestamp", "label": "Written", "field": "timestamp", "align": "left"},
 ]
 _LINK_CELL = (
-    '<q-td :props="props" style="white-space: normal; overflow-wrap: anywhere">'
+    # wraps long values anywhere, but from a readable width (else the column shrinks to a
+    # few letters a line)
+    '<q-td :props="props"'
+    ' style="white-space: normal; overflow-wrap: anywhere; min-width: 12rem">'
     '<a v-if="props.row.link" :href="props.row.link" target="_blank" rel="noopener"'
     ' class="text-primary" style="text-decoration: underline">'
     "{{ props.value }}</a><span v-else>{{ props.value }}</span></q-td>"
@@ -65,9 +68,10 @@ def base_url() -> str:
 def show_qr(handle: str) -> None:
     """The QR code of the handle's proxy URL, made here (segno), inline."""
     url = proxy_url(base_url(), handle)
-    with ui.column().classes("items-center gap-1"):
+    with ui.column().classes("items-center gap-1 w-48 shrink-0"):
         ui.html(qr_svg(url)).classes("w-40 h-40 bg-white q-pa-xs").props("data-testid=qr")
-        ui.link(url, url, new_tab=True).classes("text-caption").props("data-testid=proxy-url")
+        link = ui.link(url, url, new_tab=True).classes("text-caption break-all text-center")
+        link.props("data-testid=proxy-url")
 
 
 def show_record(handle: str, values: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ from plantwire.console.charts import INTERVALS, LIVE_POINTS, MAX_POINTS, LiveSer
 from plantwire.console.pages.devices import (
     RANGES,
     device_status,
-    is_health_report,
+    health_metric,
     numeric,
     resolve_range,
 )
@@ -69,7 +69,7 @@ def test_status_online_offline_never_seen() -> None:
 
 def test_a_machines_own_values_come_before_a_gateways_health_reports() -> None:
     names = ["Buffer/Points", "Connector/Connected", "MotorCurrent", "Uplink/Replayed", "Speed"]
-    names.sort(key=lambda name: (is_health_report(name), name))
+    names.sort(key=lambda name: (health_metric(name), name))
     assert names == [
         "MotorCurrent",
         "Speed",

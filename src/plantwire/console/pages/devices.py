@@ -66,6 +66,8 @@ def numeric(value: Any) -> float | None:
 
 
 def health_metric(name: str) -> bool:
+    """A gateway's health report (``Connector/…``, ``Buffer/…``, ``Uplink/…``, see
+    docs/edge.md) rather than a value of the machine itself."""
     return name.startswith(HEALTH_PREFIXES)
 
 
@@ -352,7 +354,7 @@ async def _live_section(
         table.update()
         changed = False
         for name, value in sorted(
-            latest.items(), key=lambda item: (is_health_report(item[0]), item[0])
+            latest.items(), key=lambda item: (health_metric(item[0]), item[0])
         ):
             number = numeric(value["value"])
             if number is None or value["quality"] == "bad":
@@ -377,12 +379,6 @@ async def _live_section(
     return lambda: problems.run(poll)
 
 
-def is_health_report(metric: str) -> bool:
-    """A gateway's health report (``Connector/…``, ``Buffer/…``, ``Uplink/…``, see
-    docs/edge.md) rather than a value of the machine itself."""
-    return metric.split("/", 1)[0] in ("Connector", "Buffer", "Uplink")
-
-
 async def _history_section(
     console: Console, base: str, device: dict[str, Any], units: dict[str, str]
 ) -> None:
@@ -392,7 +388,7 @@ async def _history_section(
     # the machine's own numbers first, then its other values, then a gateway's health reports
     kinds = {metric["name"]: metric.get("data_type") for metric in device.get("metrics", [])}
     names.sort(
-        key=lambda name: (is_health_report(name), kinds.get(name) not in ("float", "int"), name)
+        key=lambda name: (health_metric(name), kinds.get(name) not in ("float", "int"), name)
     )
     with ui.row().classes("items-end gap-4 w-full"):
         metric = ui.select(names, value=names[0] if names else None, label="Metric").props(

@@ -156,17 +156,25 @@ def test_range_changes_the_aggregated_series(page: Page, console_server: Console
 
     sign_in(page, "a-engineer", path=f"/devices/{device['id']}")
     info = page.get_by_test_id("history-info")
-    expect(info).to_contain_text("pressure: 3 intervals of 5s")
-    page.get_by_test_id("range").get_by_text("24 h").click()
-    expect(info).to_contain_text("pressure: 6 intervals of 5m")
-    page.get_by_test_id("range").get_by_text("15 min").click()
-    expect(info).to_contain_text("pressure: 2 intervals of 1s")
+    for choice, interval in (("1 h", "5s"), ("24 h", "5m"), ("15 min", "1s")):
+        page.get_by_test_id("range").get_by_text(choice, exact=True).click()
+        expect(info).to_contain_text(f"intervals of {interval}, ")
+        # the page shows what the API aggregates over the window it names
+        shown = re.search(r"pressure: (\d+) intervals of \S+, (\S+) to (\S+)", info.inner_text())
+        assert shown is not None, info.inner_text()
+        params = {"metric": "pressure", "start": shown[2], "end": shown[3], "interval": interval}
+        with console_server.api() as api:
+            answer = api.get(f"/api/v1/devices/{device['id']}/telemetry", params=params)
+        assert int(shown[1]) == len(answer.json()["points"]) >= 2, answer.text
 
     with page.expect_download() as download:
         page.get_by_test_id("download-csv").click()
     lines = download.value.path().read_text().splitlines()
     assert download.value.suggested_filename.endswith(".csv")
-    assert len([line for line in lines if "pressure" in line]) == 2  # the last 15 minutes
+    with console_server.api() as api:  # the points of the window the page names
+        window = {key: value for key, value in params.items() if key != "interval"}
+        raw = api.get(f"/api/v1/devices/{device['id']}/telemetry", params=window).json()
+    assert len([line for line in lines if "pressure" in line]) == len(raw["points"]) >= 1
 
     page.get_by_test_id("range").get_by_text("24 h").click()
     expect(info).to_contain_text("6 intervals")

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_POINTS",
     "LiveSeries",
     "choose_interval",
+    "numeric",
     "time_chart",
 ]
 
@@ -93,3 +94,10 @@ class LiveSeries:
 
     def option(self) -> dict[str, Any]:
         return {"name": self.name, "data": list(self.points)}
+
+
+def numeric(value: Any) -> float | None:
+    """A value a chart can draw (booleans are not numbers here), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None

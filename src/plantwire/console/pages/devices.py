@@ -13,7 +13,7 @@ from urllib.parse import quote
 from nicegui import ui
 
 from plantwire.console.api import ConsoleError
-from plantwire.console.charts import LiveSeries, choose_interval, time_chart
+from plantwire.console.charts import LiveSeries, choose_interval, numeric, time_chart
 from plantwire.console.frame import Console, NavItem, console_page, show_error
 from plantwire.console.pages.overview import ONLINE_WINDOW
 from plantwire.security.roles import Permission
@@ -56,13 +56,6 @@ def device_status(latest: dict[str, Any], now: datetime) -> str:
         if fresh and value.get("quality") == "good" and not value.get("stale"):
             return "online"
     return "offline"
-
-
-def numeric(value: Any) -> float | None:
-    """A value a chart can draw (booleans are not numbers here), else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def health_metric(name: str) -> bool:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from nicegui import ui
 
 from plantwire.console.api import ConsoleError
+from plantwire.console.charts import numeric
 from plantwire.console.frame import Console, console_page, show_error
 from plantwire.console.handle_api import HandleApi
 from plantwire.console.handle_values import ProductRecord, check_handle, product_record
@@ -92,7 +93,7 @@ async def _series(
         names = [
             name
             for name, value in sorted(latest.items())
-            if isinstance(value.get("value"), int | float) and not isinstance(value["value"], bool)
+            if numeric(value.get("value")) is not None
         ]
     interval = interval_for(end - start)
     window = {"start": _iso(start), "end": _iso(end)}
@@ -105,9 +106,9 @@ async def _series(
                 f"{base}/telemetry", metric=name, interval=interval, agg="avg", **window
             )
         points = [
-            (str(point[0]), float(point[1]))
+            (str(point[0]), number)
             for point in answer["points"]
-            if isinstance(point[1], int | float) and not isinstance(point[1], bool)
+            if (number := numeric(point[1])) is not None
         ]
         if points:
             found.append(MachineSeries(name, units.get(name, ""), points))
